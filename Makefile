@@ -1,0 +1,35 @@
+# mirflow: `make run` (demo library end to end) and `make test` (the test suite).
+# Both create the environment first if it is missing or out of date.
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.mirflow-installed
+PIP     := $(PYTHON) -m pip
+PIPC    := $(PIP) install --constraint envs/constraints.txt
+
+.PHONY: setup run test test-fast bench lint clean-demo
+
+run: setup
+	$(VENV)/bin/snakemake --profile profiles/local
+
+test: setup
+	$(PYTHON) -m pytest
+
+test-fast: setup
+	$(PYTHON) -m pytest -m "not slow"
+
+bench: setup
+	$(PYTHON) benchmarks/demo_pipeline.py
+
+lint: setup
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/ruff check .
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml envs/constraints.txt Makefile
+	bash envs/setup.sh $(VENV)
+	touch $@
+
+clean-demo:
+	rm -rf results/demo

@@ -1,0 +1,115 @@
+"""Assemble a track's dataset folder: ``.INFO`` sidecars beside the audio.
+
+Layout of ``dataset/<track>/`` (replaced as a whole, atomically)::
+
+    <track>.INFO  <track>.BEATS
+    crops/<track>_000.flac  <track>_000.INFO  <track>_000.BEATS  <track>_000_<stem>.flac ...
+
+Audio and beat files are hard links to the files the crops stage wrote (a
+copy where the filesystem cannot link), so the dataset costs no extra space.
+The ``.INFO`` fields are documented in README.md ("The .INFO files").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mirflow import __version__
+from mirflow.atomic import atomic_directory, write_json
+from mirflow.records import StageResult, first_failure
+
+#: Track fields every crop's .INFO repeats, so a crop is self-describing.
+INHERITED_BY_CROPS = (
+    "track",
+    "source",
+    "sha256",
+    "track_metadata_artist",
+    "track_metadata_title",
+    "track_metadata_album",
+    "track_metadata_album_artist",
+    "track_metadata_year",
+    "track_metadata_genre",
+    "track_metadata_label",
+)
+
+#: Track fields a crop keeps under another name (the crop has its own value).
+RENAMED_FOR_CROPS = {"bpm": "track_bpm", "key": "track_key", "duration_s": "track_duration_s"}
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def track_info(track: str, results: list[StageResult], beats_file: str | None) -> dict[str, Any]:
+    """The track's ``.INFO``: every record's track fields, in stage order."""
+    failed = first_failure(results)
+    info: dict[str, Any] = {"track": track}
+    for result in results:
+        info.update(result.track)
+    info["status"] = "ok" if failed is None else "failed"
+    info["error"] = "" if failed is None else failed.error
+    if failed is None and beats_file:
+        info["beats_file"] = beats_file
+    info["mirflow_version"] = __version__
+    return info
+
+
+def crop_infos(track_fields: dict[str, Any], results: list[StageResult]) -> dict[str, dict[str, Any]]:
+    """Each crop's ``.INFO``: inherited track fields, then every record's crop fields."""
+    inherited = {k: track_fields[k] for k in INHERITED_BY_CROPS if k in track_fields}
+    inherited.update(
+        {new: track_fields[old] for old, new in RENAMED_FOR_CROPS.items() if old in track_fields}
+    )
+    names: list[str] = []
+    for result in results:
+        names.extend(n for n in result.crops if n not in names)
+    infos = {}
+    for name in names:
+        info = dict(inherited)
+        errors = []
+        for result in results:
+            fields = result.crops.get(name, {})
+            info.update({k: v for k, v in fields.items() if k not in ("status", "error")})
+            if fields.get("status", "ok") != "ok":
+                errors.append(fields.get("error") or f"{result.stage} failed")
+        info["status"] = "failed" if errors else "ok"
+        info["error"] = "; ".join(errors)
+        info["mirflow_version"] = __version__
+        infos[name] = info
+    return infos
+
+
+def assemble_track(
+    track: str,
+    results: list[StageResult],
+    beats_path: str | os.PathLike | None,
+    crops_dir: str | os.PathLike | None,
+    dest: str | os.PathLike,
+) -> dict[str, Any]:
+    """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``."""
+    with atomic_directory(dest) as folder:
+        beats_file = None
+        if beats_path is not None and first_failure(results) is None:
+            beats_file = f"{track}.BEATS"
+            link_or_copy(beats_path, folder / beats_file)
+        info = track_info(track, results, beats_file)
+        crops = crop_infos(info, results) if info["status"] == "ok" else {}
+        if crops:
+            (folder / "crops").mkdir()
+            for name, crop in crops.items():
+                for key in ("audio_file", "beats_file"):
+                    if crop.get(key):
+                        link_or_copy(Path(crops_dir) / crop[key], folder / "crops" / crop[key])
+                for stem_file in crop.get("stem_files", {}).values():
+                    link_or_copy(Path(crops_dir) / stem_file, folder / "crops" / stem_file)
+                write_json(folder / "crops" / f"{name}.INFO", crop)
+        info["crop_count"] = len(crops)
+        info["crops_failed"] = sum(1 for c in crops.values() if c["status"] != "ok")
+        write_json(folder / f"{track}.INFO", info)
+    return info

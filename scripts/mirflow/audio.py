@@ -1,0 +1,124 @@
+"""Audio decoding, resampling and writing: the edges where bytes become arrays.
+
+Arrays are float32, shaped ``(channels, samples)``. libsndfile (soundfile)
+decodes WAV, FLAC, AIFF, Ogg Vorbis/Opus and MP3; anything else (m4a/AAC,
+odd containers) goes through ffmpeg, called with an argument list, never a
+shell string, so no file name can become a command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mirflow.atomic import atomic_path
+from mirflow.errors import AudioDecodeError
+
+AUDIO_EXTENSIONS = frozenset({".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif"})
+
+
+def load_audio(
+    path: str | os.PathLike, sr: int | None = None, mono: bool = False
+) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to float32 ``(channels, samples)``; resample to ``sr`` if given."""
+    path = Path(path)
+    try:
+        audio, native_sr = _load_soundfile(path)
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as sf_error:
+        if shutil.which("ffmpeg") is None:
+            raise AudioDecodeError(f"{path}: cannot decode ({sf_error})") from sf_error
+        audio, native_sr = _load_ffmpeg(path)
+    if audio.shape[1] == 0:
+        raise AudioDecodeError(f"{path}: no audio samples")
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sr is not None and sr != native_sr:
+        audio = resample(audio, native_sr, sr)
+        native_sr = sr
+    return audio, native_sr
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling (soxr, high quality) of ``(channels, samples)``."""
+    if sr_in == sr_out:
+        return audio
+    out = soxr.resample(audio.T, sr_in, sr_out, quality="HQ")
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """``(channels, samples)`` -> ``(samples,)`` by averaging channels."""
+    return audio.mean(axis=0) if audio.ndim == 2 else audio
+
+
+def _load_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T), int(sr)
+
+
+def probe_ffmpeg(path: Path) -> dict:
+    """Stream facts from ffprobe: codec, sample rate, channels, duration."""
+    cmd = [
+        "ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+        "stream=codec_name,sample_rate,channels,duration:format=duration,format_name",
+        "-of", "json", "--", str(path),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise AudioDecodeError(f"{path}: ffprobe failed: {_last_line(result.stderr)}")
+    info = json.loads(result.stdout or "{}")
+    streams = info.get("streams") or []
+    if not streams:
+        raise AudioDecodeError(f"{path}: no audio stream")
+    stream = streams[0]
+    duration = stream.get("duration") or info.get("format", {}).get("duration")
+    return {
+        "codec": stream.get("codec_name"),
+        "sample_rate": int(stream["sample_rate"]),
+        "channels": int(stream["channels"]),
+        "duration_s": float(duration) if duration else None,
+    }
+
+
+def _load_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    facts = probe_ffmpeg(path)
+    sr, channels = facts["sample_rate"], facts["channels"]
+    # "-i file:PATH" keeps a name like "-x.m4a" or "a:b.m4a" from being read as
+    # an option or a protocol.
+    cmd = [
+        "ffmpeg", "-nostdin", "-v", "error", "-i", f"file:{path}",
+        "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "-",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise AudioDecodeError(
+            f"{path}: ffmpeg cannot decode: {_last_line(result.stderr.decode(errors='replace'))}"
+        )
+    data = np.frombuffer(result.stdout, dtype="<f4")
+    usable = len(data) - len(data) % channels
+    audio = data[:usable].reshape(-1, channels).T
+    return np.ascontiguousarray(audio, dtype=np.float32), sr
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def write_audio(dest: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str | None = None) -> None:
+    """Write ``(channels, samples)`` atomically; the format follows dest's suffix."""
+    dest = Path(dest)
+    fmt = {".flac": "FLAC", ".wav": "WAV", ".ogg": "OGG", ".mp3": "MP3"}.get(dest.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{dest}: unsupported output format {dest.suffix!r}")
+    if subtype is None:
+        subtype = {"FLAC": "PCM_24", "WAV": "FLOAT", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}[fmt]
+    with atomic_path(dest) as tmp:
+        sf.write(str(tmp), np.ascontiguousarray(audio.T), sr, format=fmt, subtype=subtype)

@@ -1,0 +1,15 @@
+"""Exceptions that say a track's *content* is bad, as opposed to a bug or an
+environment fault (disk full, missing model).
+
+A stage that meets a ``TrackError`` records the track as failed, with the
+message as its cause, and the run goes on; anything else fails the job so the
+user sees it and a re-run retries it.
+"""
+
+
+class TrackError(Exception):
+    """The track cannot be processed; the message is the cause a user reads."""
+
+
+class AudioDecodeError(TrackError):
+    """The file is not audio we can decode (corrupt, truncated, unsupported)."""

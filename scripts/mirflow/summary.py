@@ -1,0 +1,229 @@
+"""The run's summary (``summary.json`` + a console table) and ``manifest.parquet``.
+
+The summary is built from what is on disk (the ``.INFO`` files and the
+per-job benchmark files Snakemake writes), so it is the same whether the run
+was one process, many, or a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mirflow.atomic import read_json, write_json
+
+RUN_STARTED_FILE = "run_started"  # under <output>/logs/, written when a run starts
+
+MANIFEST_COLUMNS = [
+    "kind", "track", "crop", "audio", "info", "status", "error",
+    "source", "duration_s", "sample_rate", "channels",
+]  # fmt: skip
+
+
+@dataclass
+class FailedTrack:
+    track: str
+    source: str
+    error: str
+
+
+@dataclass
+class Summary:
+    tracks: int
+    tracks_ok: int
+    tracks_failed: int
+    audio_duration_s: float  # all ok tracks of the dataset
+    crops_processed: int
+    crops_failed: int
+    run_started: str | None
+    wall_time_s: float | None  # this run, from its start to this summary
+    tracks_processed_this_run: int
+    audio_processed_this_run_s: float
+    realtime_factor: float | None  # audio seconds processed per wall second, this run
+    failed_tracks: list[FailedTrack] = field(default_factory=list)
+    time_per_rule: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def mark_run_started(output_root: str | os.PathLike) -> None:
+    path = Path(output_root) / "logs" / RUN_STARTED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{time.time():.3f}\n")
+
+
+def run_started(output_root: str | os.PathLike) -> float | None:
+    path = Path(output_root) / "logs" / RUN_STARTED_FILE
+    try:
+        return float(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def read_infos(dataset_dirs: list[Path]) -> tuple[list[dict], list[tuple[dict, Path]]]:
+    """Track ``.INFO`` dicts and (crop ``.INFO``, its path) pairs."""
+    tracks, crops = [], []
+    for folder in dataset_dirs:
+        info_path = folder / f"{folder.name}.INFO"
+        info = read_json(info_path)
+        info["_info_path"] = info_path
+        tracks.append(info)
+        crop_dir = folder / "crops"
+        if crop_dir.is_dir():
+            for crop_info in sorted(crop_dir.glob("*.INFO")):
+                crops.append((read_json(crop_info), crop_info))
+    return tracks, crops
+
+
+def build_manifest(
+    output_root: Path, input_root: Path, tracks: list[dict], crops: list[tuple[dict, Path]]
+) -> pd.DataFrame:
+    """One row per track and per crop; paths relative to the output root."""
+    rows = []
+    for info in tracks:
+        rows.append(
+            {
+                "kind": "track",
+                "track": info["track"],
+                "crop": "",
+                # The track's audio is the library file itself, left where it is.
+                "audio": os.path.relpath(input_root / info.get("source", ""), output_root),
+                "info": os.path.relpath(info["_info_path"], output_root),
+                "status": info["status"],
+                "error": info.get("error", ""),
+                "source": info.get("source", ""),
+                "duration_s": info.get("duration_s"),
+                "sample_rate": info.get("sample_rate"),
+                "channels": info.get("channels"),
+            }
+        )
+    for info, path in crops:
+        rows.append(
+            {
+                "kind": "crop",
+                "track": info["track"],
+                "crop": info["crop"],
+                "audio": os.path.relpath(path.parent / info["audio_file"], output_root),
+                "info": os.path.relpath(path, output_root),
+                "status": info["status"],
+                "error": info.get("error", ""),
+                "source": info.get("source", ""),
+                "duration_s": info.get("duration_s"),
+                "sample_rate": info.get("sample_rate"),
+                "channels": info.get("channels"),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return frame.astype(
+        {"duration_s": "float64", "sample_rate": "Int64", "channels": "Int64"}
+    )
+
+
+def time_per_rule(benchmark_root: Path, since: float | None) -> dict[str, dict[str, float]]:
+    """Jobs and summed wall seconds per rule, from Snakemake's benchmark files.
+
+    Only files written since ``since`` (this run) count, when it is known.
+    """
+    per_rule: dict[str, dict[str, float]] = {}
+    if not benchmark_root.is_dir():
+        return per_rule
+    for rule_dir in sorted(p for p in benchmark_root.iterdir() if p.is_dir()):
+        jobs, seconds = 0, 0.0
+        for tsv in rule_dir.glob("*.tsv"):
+            if since is not None and tsv.stat().st_mtime < since:
+                continue
+            frame = pd.read_csv(tsv, sep="\t")
+            if "s" in frame and len(frame):
+                jobs += 1
+                seconds += float(frame["s"].iloc[-1])
+        if jobs:
+            per_rule[rule_dir.name] = {"jobs": jobs, "seconds": round(seconds, 3)}
+    return per_rule
+
+
+def summarize(
+    output_root: str | os.PathLike,
+    input_root: str | os.PathLike,
+    dataset_dirs: list[str | os.PathLike],
+    now: float | None = None,
+) -> tuple[Summary, pd.DataFrame]:
+    output_root, input_root = Path(output_root), Path(input_root)
+    tracks, crops = read_infos([Path(d) for d in dataset_dirs])
+    manifest = build_manifest(output_root, input_root, tracks, crops)
+    started = run_started(output_root)
+    now = time.time() if now is None else now
+    ok = [t for t in tracks if t["status"] == "ok"]
+    this_run = [
+        t for t in ok if started is None or t["_info_path"].stat().st_mtime >= started
+    ]
+    wall = now - started if started is not None else None
+    audio_this_run = sum(float(t.get("duration_s") or 0) for t in this_run)
+    summary = Summary(
+        tracks=len(tracks),
+        tracks_ok=len(ok),
+        tracks_failed=len(tracks) - len(ok),
+        audio_duration_s=round(sum(float(t.get("duration_s") or 0) for t in ok), 3),
+        crops_processed=sum(1 for c, _ in crops if c["status"] == "ok"),
+        crops_failed=sum(1 for c, _ in crops if c["status"] != "ok"),
+        run_started=(
+            datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds") if started else None
+        ),
+        wall_time_s=round(wall, 3) if wall is not None else None,
+        tracks_processed_this_run=len(this_run),
+        audio_processed_this_run_s=round(audio_this_run, 3),
+        realtime_factor=round(audio_this_run / wall, 3) if wall else None,
+        failed_tracks=[
+            FailedTrack(t["track"], t.get("source", ""), t.get("error", ""))
+            for t in tracks
+            if t["status"] != "ok"
+        ],
+        time_per_rule=time_per_rule(output_root / "benchmarks", started),
+    )
+    return summary, manifest
+
+
+def write_summary(summary: Summary, manifest: pd.DataFrame, summary_path, manifest_path) -> None:
+    from mirflow.atomic import atomic_path  # noqa: PLC0415
+
+    write_json(summary_path, asdict(summary))
+    with atomic_path(manifest_path) as tmp:
+        manifest.to_parquet(tmp, index=False)
+
+
+def format_summary(summary: dict[str, Any] | Summary) -> str:
+    """The console table printed at the end of a run."""
+    s = asdict(summary) if isinstance(summary, Summary) else summary
+
+    def fmt(value, unit=""):
+        return "-" if value is None else f"{value:,.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    rows = [
+        ("tracks", f"{s['tracks']} ({s['tracks_ok']} ok, {s['tracks_failed']} failed)"),
+        ("audio in dataset", fmt(s["audio_duration_s"], " s")),
+        ("crops", f"{s['crops_processed']} processed, {s['crops_failed']} failed"),
+        ("this run: tracks", str(s["tracks_processed_this_run"])),
+        ("this run: audio", fmt(s["audio_processed_this_run_s"], " s")),
+        ("this run: wall time", fmt(s["wall_time_s"], " s")),
+        ("this run: realtime factor", fmt(s["realtime_factor"], "x")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = ["mirflow summary", "-" * 40]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    if s["time_per_rule"]:
+        lines += ["", f"{'rule':<20}{'jobs':>6}{'seconds':>10}"]
+        for rule, t in s["time_per_rule"].items():
+            lines.append(f"{rule:<20}{int(t['jobs']):>6}{t['seconds']:>10.1f}")
+    if s["failed_tracks"]:
+        lines += ["", "failed tracks:"]
+        lines += [f"  {f['track']} ({f['source']}): {f['error']}" for f in s["failed_tracks"]]
+    return "\n".join(lines)
+
+
+def load_summary(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

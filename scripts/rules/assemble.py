@@ -1,0 +1,16 @@
+"""Rule assemble: merge a track's records into its dataset folder of .INFO sidecars."""
+
+from mirflow.assemble import assemble_track
+from mirflow.logs import log_to_file
+from mirflow.records import read_result
+
+log = log_to_file(snakemake.log[0])
+results = [read_result(path) for path in snakemake.input.records]
+info = assemble_track(
+    snakemake.wildcards.track,
+    results,
+    beats_path=snakemake.input.beats,
+    crops_dir=snakemake.input.crops[0] if snakemake.input.crops else None,
+    dest=snakemake.output.dataset,
+)
+log.info("%s: %s, %d crops %s", info["track"], info["status"], info["crop_count"], info["error"])

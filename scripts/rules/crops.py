@@ -1,0 +1,26 @@
+"""Rule crops: beat-aligned crops of the mix (and stems) -> crops/ + crops.json."""
+
+from pathlib import Path
+
+from mirflow.crops import CropOptions, crop_track
+from mirflow.logs import log_to_file
+from mirflow.records import read_result, run_stage, write_result
+
+log = log_to_file(snakemake.log[0])
+out_dir = Path(snakemake.output.crops)
+out_dir.mkdir(parents=True, exist_ok=True)
+stems = {k.removeprefix("stem_"): v for k, v in snakemake.input.items() if k.startswith("stem_")}
+result = run_stage(
+    "crops",
+    [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)],
+    lambda: crop_track(
+        snakemake.wildcards.track,
+        snakemake.input.audio,
+        snakemake.input.beats,
+        stems,
+        CropOptions(**snakemake.params.options),
+        out_dir,
+    ),
+)
+log.info("%s: %s, %d crops %s", snakemake.wildcards.track, result.status, len(result.crops), result.error)
+write_result(snakemake.output.record, result)

@@ -1,0 +1,15 @@
+"""Rule summary: summary.json, manifest.parquet, and a sweep of stale temporaries."""
+
+from mirflow.atomic import sweep_temporaries
+from mirflow.logs import log_to_file
+from mirflow.summary import format_summary, summarize, write_summary
+
+log = log_to_file(snakemake.log[0])
+# Every other job of the run has finished: what a killed writer left can go.
+for leftover in sweep_temporaries(snakemake.params.output_root):
+    log.warning("removed a temporary a killed job left: %s", leftover)
+summary, manifest = summarize(
+    snakemake.params.output_root, snakemake.params.input_root, list(snakemake.input.datasets)
+)
+write_summary(summary, manifest, snakemake.output.summary, snakemake.output.manifest)
+log.info("\n%s", format_summary(summary))

@@ -1,0 +1,23 @@
+rule crops:
+    input:
+        unpack(lambda wildcards: {"stem_" + k: v for k, v in get_stems(wildcards).items()}),
+        audio=get_source_audio,
+        source=f"{OUT}/tracks/{{track}}/source.json",
+        beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
+        rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
+    output:
+        crops=directory(f"{OUT}/tracks/{{track}}/crops"),
+        record=f"{OUT}/tracks/{{track}}/crops.json",
+    log:
+        f"{LOGS}/crops/{{track}}.log",
+    benchmark:
+        f"{BENCHMARKS}/crops/{{track}}.tsv"
+    params:
+        options=config["crops"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb("crops"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rules/crops.py"

@@ -1,0 +1,19 @@
+rule ingest:
+    input:
+        audio=get_source_audio,
+    output:
+        record=f"{OUT}/tracks/{{track}}/source.json",
+    log:
+        f"{LOGS}/ingest/{{track}}.log",
+    benchmark:
+        f"{BENCHMARKS}/ingest/{{track}}.tsv"
+    params:
+        relpath=get_source_relpath,
+        various_artists=config["metadata"]["various_artists"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb("ingest"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rules/ingest.py"

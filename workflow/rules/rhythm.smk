@@ -1,0 +1,21 @@
+rule rhythm:
+    input:
+        audio=get_source_audio,
+        source=f"{OUT}/tracks/{{track}}/source.json",
+    output:
+        beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
+        record=f"{OUT}/tracks/{{track}}/rhythm.json",
+    log:
+        f"{LOGS}/rhythm/{{track}}.log",
+    benchmark:
+        f"{BENCHMARKS}/rhythm/{{track}}.tsv"
+    params:
+        beats_per_bar=config["rhythm"]["beats_per_bar"],
+        onset_threshold=config["rhythm"]["onset_threshold"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb("rhythm"),
+    conda:
+        "../../envs/mirflow.yaml"
+    script:
+        "../../scripts/rules/rhythm.py"
