@@ -60,7 +60,9 @@ def track_info(track: str, results: list[StageResult], beats_file: str | None) -
     return info
 
 
-def crop_infos(track_fields: dict[str, Any], results: list[StageResult]) -> dict[str, dict[str, Any]]:
+def crop_infos(
+    track_fields: dict[str, Any], results: list[StageResult]
+) -> dict[str, dict[str, Any]]:
     """Each crop's ``.INFO``: inherited track fields, then every record's crop fields."""
     inherited = {k: track_fields[k] for k in INHERITED_BY_CROPS if k in track_fields}
     inherited.update(

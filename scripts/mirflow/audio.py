@@ -112,7 +112,9 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def write_audio(dest: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str | None = None) -> None:
+def write_audio(
+    dest: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str | None = None
+) -> None:
     """Write ``(channels, samples)`` atomically; the format follows dest's suffix."""
     dest = Path(dest)
     fmt = {".flac": "FLAC", ".wav": "WAV", ".ogg": "OGG", ".mp3": "MP3"}.get(dest.suffix.lower())

@@ -139,8 +139,7 @@ def discover(root: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -> 
     files = find_audio_files(root, exclude)
     if not files:
         raise LibraryError(
-            f"input library {root} holds no audio files "
-            f"({', '.join(sorted(AUDIO_EXTENSIONS))})"
+            f"input library {root} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"
         )
     relpaths = [os.path.relpath(path, root) for path in files]
     ids = track_ids(relpaths)

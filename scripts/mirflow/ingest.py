@@ -206,7 +206,9 @@ def _number(text: str | None) -> float | None:
     return value
 
 
-def ingest_track(path: str | os.PathLike, relpath: str, track: str, various_artists: tuple[str, ...]) -> StageResult:
+def ingest_track(
+    path: str | os.PathLike, relpath: str, track: str, various_artists: tuple[str, ...]
+) -> StageResult:
     """The ``source.json`` record of one track."""
     facts = probe(path)
     tags, tags_error = read_tags(path)

@@ -54,17 +54,25 @@ def first_failure(results: list[StageResult]) -> StageResult | None:
 
 
 def run_stage(
-    stage: str, upstream: list[StageResult], compute: Callable[[], StageResult]
+    stage: str,
+    upstream: list[StageResult],
+    compute: Callable[[], StageResult],
+    identity: dict[str, Any] | None = None,
 ) -> StageResult:
     """Run ``compute`` unless an upstream record failed; turn a TrackError into a record.
 
+    ``identity`` (e.g. the track's source path) goes into the record whatever
+    happens, so a failed track's .INFO still says which file it is.
     Any other exception is a bug or an environment fault (disk full, missing
     model): it propagates and fails the job, so a re-run retries it.
     """
     failed = first_failure(upstream)
     if failed is not None:
-        return StageResult(stage=stage, status="skipped", error=failed.error)
-    try:
-        return compute()
-    except TrackError as exc:
-        return StageResult(stage=stage, status="failed", error=f"{stage}: {exc}")
+        result = StageResult(stage=stage, status="skipped", error=failed.error)
+    else:
+        try:
+            result = compute()
+        except TrackError as exc:
+            result = StageResult(stage=stage, status="failed", error=f"{stage}: {exc}")
+    result.track = {**(identity or {}), **result.track}
+    return result

@@ -119,9 +119,7 @@ def build_manifest(
             }
         )
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return frame.astype(
-        {"duration_s": "float64", "sample_rate": "Int64", "channels": "Int64"}
-    )
+    return frame.astype({"duration_s": "float64", "sample_rate": "Int64", "channels": "Int64"})
 
 
 def time_per_rule(benchmark_root: Path, since: float | None) -> dict[str, dict[str, float]]:
@@ -158,9 +156,7 @@ def summarize(
     started = run_started(output_root)
     now = time.time() if now is None else now
     ok = [t for t in tracks if t["status"] == "ok"]
-    this_run = [
-        t for t in ok if started is None or t["_info_path"].stat().st_mtime >= started
-    ]
+    this_run = [t for t in ok if started is None or t["_info_path"].stat().st_mtime >= started]
     wall = now - started if started is not None else None
     audio_this_run = sum(float(t.get("duration_s") or 0) for t in this_run)
     summary = Summary(
@@ -200,7 +196,13 @@ def format_summary(summary: dict[str, Any] | Summary) -> str:
     s = asdict(summary) if isinstance(summary, Summary) else summary
 
     def fmt(value, unit=""):
-        return "-" if value is None else f"{value:,.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+        return (
+            "-"
+            if value is None
+            else f"{value:,.1f}{unit}"
+            if isinstance(value, float)
+            else f"{value}{unit}"
+        )
 
     rows = [
         ("tracks", f"{s['tracks']} ({s['tracks_ok']} ok, {s['tracks_failed']} failed)"),

@@ -15,4 +15,4 @@ rule assemble:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/assemble.py"
+        "../../scripts/assemble.py"

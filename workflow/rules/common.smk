@@ -5,22 +5,16 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-# The mirflow package lives in scripts/. Put it on the path of this process and
-# of every job (jobs inherit the environment; in a --sdm conda env nothing
-# else would find it).
-SCRIPTS_DIR = str(Path(workflow.basedir).parent / "scripts")
-sys.path.insert(0, SCRIPTS_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SCRIPTS_DIR, os.environ.get("PYTHONPATH")) if p
-)
+# The mirflow package lives in scripts/. Jobs find it without installing:
+# Snakemake puts a rule script's own folder (scripts/) on its path.
+sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
 from mirflow.summary import format_summary, load_summary, mark_run_started
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
-OUT = config["output"].rstrip("/") or "/"
+OUT = os.path.normpath(config["output"])
 LOGS = f"{OUT}/logs"
 BENCHMARKS = f"{OUT}/benchmarks"
 
@@ -57,9 +51,34 @@ def mem_mb(rule_name):
 # ---- input functions ------------------------------------------------------
 
 
-def get_source_audio(wildcards):
-    """The track's file in the library."""
+def get_source_path(wildcards):
+    """The track's file in the library (a param: see get_source_audio)."""
     return TRACKS.loc[wildcards.track, "path"]
+
+
+def _has_braces(path):
+    return "{" in path or "}" in path
+
+
+def get_source_audio(wildcards):
+    """The library file as ingest's input, so Snakemake tracks it.
+
+    Snakemake reads "{name}" in any input path as a wildcard and has no escape,
+    so a file named like "a {b}.flac" cannot be an input; get_source_stamp
+    tracks such a file instead. Later rules depend on ingest's source.json.
+    """
+    path = get_source_path(wildcards)
+    return [] if _has_braces(path) else path
+
+
+def get_source_stamp(wildcards):
+    """Modification time and size of a file get_source_audio cannot declare:
+    when they change, the params differ and ingest re-runs."""
+    path = get_source_path(wildcards)
+    if not _has_braces(path):
+        return ""
+    stat = os.stat(path)
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def get_source_relpath(wildcards):
@@ -93,7 +112,15 @@ def get_dataset_dirs(wildcards=None):
 
 
 def get_final_output():
-    return [f"{OUT}/summary.json", f"{OUT}/manifest.parquet"]
+    """The summary, and each track's main targets: a deleted beat grid or crop
+    folder is then made again (with what depends on it), not silently skipped
+    because the dataset built from it still exists."""
+    targets = [f"{OUT}/summary.json", f"{OUT}/manifest.parquet"]
+    targets += expand(f"{OUT}/tracks/{{track}}/{{track}}.BEATS", track=TRACKS.index)
+    if config["stages"]["crops"]:
+        targets += expand(f"{OUT}/tracks/{{track}}/crops", track=TRACKS.index)
+    targets += get_dataset_dirs()
+    return targets
 
 
 # ---- run hooks ------------------------------------------------------------

@@ -1,7 +1,6 @@
 rule crops:
     input:
         unpack(lambda wildcards: {"stem_" + k: v for k, v in get_stems(wildcards).items()}),
-        audio=get_source_audio,
         source=f"{OUT}/tracks/{{track}}/source.json",
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
@@ -13,6 +12,7 @@ rule crops:
     benchmark:
         f"{BENCHMARKS}/crops/{{track}}.tsv"
     params:
+        source=get_source_path,
         options=config["crops"],
     threads: 1
     resources:
@@ -20,4 +20,4 @@ rule crops:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/crops.py"
+        "../../scripts/crops.py"

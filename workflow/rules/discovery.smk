@@ -13,4 +13,4 @@ rule track_table:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/track_table.py"
+        "../../scripts/track_table.py"

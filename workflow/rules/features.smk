@@ -1,6 +1,5 @@
 rule track_features:
     input:
-        audio=get_source_audio,
         source=f"{OUT}/tracks/{{track}}/source.json",
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
@@ -11,6 +10,7 @@ rule track_features:
     benchmark:
         f"{BENCHMARKS}/track_features/{{track}}.tsv"
     params:
+        source=get_source_path,
         enabled=config["features"],
     threads: 1
     resources:
@@ -18,7 +18,7 @@ rule track_features:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/track_features.py"
+        "../../scripts/track_features.py"
 
 
 rule crop_features:
@@ -40,4 +40,4 @@ rule crop_features:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/crop_features.py"
+        "../../scripts/crop_features.py"

@@ -8,6 +8,8 @@ rule ingest:
     benchmark:
         f"{BENCHMARKS}/ingest/{{track}}.tsv"
     params:
+        source=get_source_path,
+        source_stamp=get_source_stamp,
         relpath=get_source_relpath,
         various_artists=config["metadata"]["various_artists"],
     threads: 1
@@ -16,4 +18,4 @@ rule ingest:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/ingest.py"
+        "../../scripts/ingest.py"

@@ -1,6 +1,5 @@
 rule rhythm:
     input:
-        audio=get_source_audio,
         source=f"{OUT}/tracks/{{track}}/source.json",
     output:
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
@@ -10,6 +9,7 @@ rule rhythm:
     benchmark:
         f"{BENCHMARKS}/rhythm/{{track}}.tsv"
     params:
+        source=get_source_path,
         beats_per_bar=config["rhythm"]["beats_per_bar"],
         onset_threshold=config["rhythm"]["onset_threshold"],
     threads: 1
@@ -18,4 +18,4 @@ rule rhythm:
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/rhythm.py"
+        "../../scripts/rhythm.py"

@@ -8,10 +8,10 @@ rule summary:
     log:
         f"{LOGS}/summary.log",
     params:
-        output_root=OUT,
+        output_root=lambda wildcards, output: os.path.dirname(output.summary),
         input_root=config["input"],
     threads: 1
     conda:
         "../../envs/mirflow.yaml"
     script:
-        "../../scripts/rules/summary.py"
+        "../../scripts/summary.py"

@@ -14,5 +14,7 @@ result = run_stage(
         snakemake.input.crops, crops.crops, rhythm.data.get("onsets", []), snakemake.params.enabled
     ),
 )
-log.info("%s: %s, %d crops %s", snakemake.wildcards.track, result.status, len(result.crops), result.error)
+log.info(
+    "%s: %s, %d crops %s", snakemake.wildcards.track, result.status, len(result.crops), result.error
+)
 write_result(snakemake.output.record, result)

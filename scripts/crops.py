@@ -15,12 +15,14 @@ result = run_stage(
     [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)],
     lambda: crop_track(
         snakemake.wildcards.track,
-        snakemake.input.audio,
+        snakemake.params.source,
         snakemake.input.beats,
         stems,
         CropOptions(**snakemake.params.options),
         out_dir,
     ),
 )
-log.info("%s: %s, %d crops %s", snakemake.wildcards.track, result.status, len(result.crops), result.error)
+log.info(
+    "%s: %s, %d crops %s", snakemake.wildcards.track, result.status, len(result.crops), result.error
+)
 write_result(snakemake.output.record, result)

@@ -9,11 +9,12 @@ result = run_stage(
     "ingest",
     [],
     lambda: ingest_track(
-        snakemake.input.audio,
+        snakemake.params.source,
         snakemake.params.relpath,
         snakemake.wildcards.track,
         tuple(snakemake.params.various_artists),
     ),
+    identity={"track": snakemake.wildcards.track, "source": snakemake.params.relpath},
 )
 log.info("%s: %s %s", snakemake.wildcards.track, result.status, result.error)
 write_result(snakemake.output.record, result)

@@ -14,7 +14,7 @@ analyzer = RhythmAnalyzer(
 result = run_stage(
     "rhythm",
     [read_result(snakemake.input.source)],
-    lambda: analyze_track(analyzer, snakemake.input.audio, snakemake.output.beats),
+    lambda: analyze_track(analyzer, snakemake.params.source, snakemake.output.beats),
 )
 if not result.ok:
     write_beats(snakemake.output.beats, np.empty((0, 2)))  # the rule's file, empty

@@ -10,7 +10,7 @@ result = run_stage(
     "features",
     upstream,
     lambda: track_features(
-        snakemake.input.audio,
+        snakemake.params.source,
         snakemake.input.beats,
         upstream[1].data.get("onsets", []),
         snakemake.params.enabled,

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mirflow.crops import CropOptions, beats_in_window, cut_crops, fit_channels, plan_crops
+
+SR = 1000
+
+
+def options(**kw):
+    return CropOptions(**{"length_samples": 4000, "sample_rate": SR, **kw})
+
+
+def test_sequential_full_crops_only():
+    plan = plan_crops(10_500, np.array([]), options(mode="sequential"))
+    assert plan.starts == [0, 4000]  # the 2500-sample tail is never a crop
+    plan = plan_crops(10_500, np.array([]), options(mode="sequential", overlap=True))
+    assert plan.starts == [0, 2000, 4000, 6000]
+
+
+def test_beat_mode_starts_on_downbeats():
+    downbeats = np.arange(500, 20_000, 1500)  # a bar every 1.5 s, first at 0.5 s
+    plan = plan_crops(20_000, downbeats, options())
+    assert plan.alignment == "beat"
+    assert all(s in downbeats for s in plan.starts)
+    assert plan.starts[0] == 500
+    assert np.all(np.diff(plan.starts) >= 4000)
+    assert plan.starts[-1] + 4000 <= 20_000
+
+
+def test_div4_starts_are_multiples_of_four_bars_apart():
+    downbeats = np.arange(0, 40_000, 1000)
+    plan = plan_crops(40_000, downbeats, options(div4=True, length_samples=5000))
+    bars = [int(np.where(downbeats == s)[0][0]) for s in plan.starts]
+    assert plan.alignment == "beat-div4"
+    assert bars == [0, 8, 16, 24, 32][: len(bars)] and len(bars) >= 4
+    assert all(b % 4 == 0 for b in bars)
+
+
+def test_no_downbeats_falls_back_to_sequential_and_short_track_has_none():
+    plan = plan_crops(9000, np.array([]), options())
+    assert plan.starts == [0, 4000] and "sequential" in plan.alignment
+    assert plan_crops(3999, np.array([0]), options()).starts == []
+
+
+def test_planning_ends_on_degenerate_grids():
+    # Repeated and unsorted downbeats, all at one place: must still terminate.
+    plan = plan_crops(100_000, np.array([10, 10, 10, 5, 5]), options(div4=True))
+    assert plan.starts == [5]
+
+
+def test_beats_in_window_are_relative():
+    beats = np.array([[0.5, 1], [1.0, 2], [1.5, 3], [2.0, 4], [2.5, 1]])
+    window = beats_in_window(beats, 1.0, 2.5)
+    assert window.tolist() == [[0.0, 2], [0.5, 3], [1.0, 4]]
+
+
+def test_fit_channels():
+    mono = np.ones((1, 10))
+    assert fit_channels(mono, 2).shape == (2, 10)
+    six = np.arange(60, dtype=float).reshape(6, 10)
+    assert np.array_equal(fit_channels(six, 2), six[:2])
+    assert fit_channels(six, 1).shape == (1, 10)
+    assert fit_channels(six, None) is six
+
+
+def test_cut_crops_writes_exact_lengths_with_stems_on_same_boundaries(tmp_path):
+    rng = np.random.default_rng(0)
+    audio = rng.uniform(-0.5, 0.5, (2, 20_000)).astype(np.float32)
+    stems = {"drums": audio * 0.5, "bass": audio[:, :19_990] * 0.25}  # bass a bit short
+    beats = np.array([[t, (i % 4) + 1] for i, t in enumerate(np.arange(0.25, 20, 0.5))])
+    opts = options(format="wav", subtype="FLOAT")
+    plan, crops = cut_crops("t", audio, beats, stems, opts, tmp_path)
+    assert len(crops) == len(plan.starts) >= 3
+    for crop in crops.values():
+        data, sr = sf.read(tmp_path / crop["audio_file"], always_2d=True)
+        assert sr == SR and data.shape == (4000, 2)
+        start = crop["start_sample"]
+        np.testing.assert_allclose(data.T, audio[:, start : start + 4000], atol=1e-7)
+        drums, _ = sf.read(tmp_path / crop["stem_files"]["drums"], always_2d=True)
+        np.testing.assert_allclose(drums.T, stems["drums"][:, start : start + 4000], atol=1e-7)
+        bass, _ = sf.read(tmp_path / crop["stem_files"]["bass"], always_2d=True)
+        assert bass.shape == (4000, 2)
+        assert crop["position_in_file"] == pytest.approx(start / 20_000)
+        crop_beats = np.loadtxt(tmp_path / crop["beats_file"], ndmin=2)
+        assert crop_beats[0, 0] == pytest.approx(0.0)  # starts on a downbeat
+        assert crop_beats[0, 1] == 1
+        assert np.all(crop_beats[:, 0] < 4.0)
+    assert not list(tmp_path.glob(".mirflow-tmp-*"))
