@@ -90,17 +90,27 @@ def get_stems(wildcards):
     return {}
 
 
+def crop_features_on():
+    return config["stages"]["crops"] and config["stages"]["crop_features"]
+
+
 def get_track_records(wildcards):
     """Per-track records that assemble merges into the .INFO, in stage order."""
     track = f"{OUT}/tracks/{wildcards.track}"
     records = [f"{track}/source.json", f"{track}/rhythm.json"]
-    if config["stages"]["features"]:
-        records.append(f"{track}/features.json")
     if config["stages"]["crops"]:
         records.append(f"{track}/crops.json")
-        if config["stages"]["crop_features"]:
-            records.append(f"{track}/crop_features.json")
+    if config["stages"]["features"] or crop_features_on():
+        records.append(f"{track}/features.json")
     return records
+
+
+def get_features_crops(wildcards):
+    """The crops the features job describes too, when crop features are on."""
+    if not crop_features_on():
+        return {}
+    track = f"{OUT}/tracks/{wildcards.track}"
+    return {"crops": f"{track}/crops", "crops_record": f"{track}/crops.json"}
 
 
 def get_crops_dir(wildcards):

@@ -1,0 +1,32 @@
+"""Rule features: features of the track and of each of its crops -> features.json."""
+
+from mirflow.feature_records import features_record
+from mirflow.logs import log_to_file
+from mirflow.records import read_result, run_stage, write_result
+
+log = log_to_file(snakemake.log[0])
+upstream = [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)]
+crops = (
+    read_result(snakemake.input.crops_record) if "crops_record" in snakemake.input.keys() else None
+)
+result = run_stage(
+    "features",
+    upstream + ([crops] if crops else []),
+    lambda: features_record(
+        snakemake.params.source if snakemake.params.track_features else None,
+        snakemake.input.beats,
+        upstream[1].data.get("onsets", []),
+        snakemake.params.enabled,
+        crops_dir=snakemake.input.get("crops"),
+        crops=crops.crops if crops else None,
+    ),
+)
+log.info(
+    "%s: %s, track features %s, %d crops %s",
+    snakemake.wildcards.track,
+    result.status,
+    bool(result.track),
+    len(result.crops),
+    result.error,
+)
+write_result(snakemake.output.record, result)
