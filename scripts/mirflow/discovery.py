@@ -86,7 +86,8 @@ def clean_id(text: str) -> str:
     """A readable ASCII id: transliterate, replace unsafe runs with ``_``."""
     ascii_text = anyascii(text)
     cleaned = _UNSAFE.sub("_", ascii_text)
-    cleaned = re.sub(r"_+", "_", cleaned).strip("._-+")
+    cleaned = re.sub(r"_+", "_", cleaned)
+    cleaned = re.sub(r"_?\._?", ".", cleaned).strip("._-+")  # "(live).hq" -> "live.hq"
     return cleaned or "track"
 
 

@@ -65,6 +65,7 @@ def test_missing_and_empty_library_are_clear_errors(tmp_path):
         ("🎸 riff", "guitar_riff"),
         ("line\nbreak", "line_break"),
         ("...", "track"),
+        ("Dance (string orchestra).hq", "Dance_string_orchestra.hq"),
     ],
 )
 def test_clean_id_is_ascii_and_safe(raw, expected):
