@@ -45,7 +45,7 @@ pip=("$venv/bin/python" -m pip)
 "${pip[@]}" uninstall --yes torchvision torchaudio >/dev/null 2>&1 || true
 
 # Fail here, not in the middle of a run, if the stack does not import.
-"$venv/bin/python" - <<'PY'
+TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" - <<'PY'
 import importlib
 mods = ["snakemake", "torch", "demucs.pretrained", "audio_separator.separator", "librosa",
         "essentia.standard", "llama_cpp", "audiobox_aesthetics", "mutagen", "pandas",
