@@ -84,40 +84,25 @@ def build_manifest(
     output_root: Path, input_root: Path, tracks: list[dict], crops: list[tuple[dict, Path]]
 ) -> pd.DataFrame:
     """One row per track and per crop; paths relative to the output root."""
-    rows = []
-    for info in tracks:
-        rows.append(
-            {
-                "kind": "track",
-                "track": info["track"],
-                "crop": "",
-                # The track's audio is the library file itself, left where it is.
-                "audio": os.path.relpath(input_root / info.get("source", ""), output_root),
-                "info": os.path.relpath(info["_info_path"], output_root),
-                "status": info["status"],
-                "error": info.get("error", ""),
-                "source": info.get("source", ""),
-                "duration_s": info.get("duration_s"),
-                "sample_rate": info.get("sample_rate"),
-                "channels": info.get("channels"),
-            }
-        )
-    for info, path in crops:
-        rows.append(
-            {
-                "kind": "crop",
-                "track": info["track"],
-                "crop": info["crop"],
-                "audio": os.path.relpath(path.parent / info["audio_file"], output_root),
-                "info": os.path.relpath(path, output_root),
-                "status": info["status"],
-                "error": info.get("error", ""),
-                "source": info.get("source", ""),
-                "duration_s": info.get("duration_s"),
-                "sample_rate": info.get("sample_rate"),
-                "channels": info.get("channels"),
-            }
-        )
+
+    def row(kind: str, info: dict, audio: Path, info_path: Path) -> dict:
+        return {
+            "kind": kind,
+            "track": info["track"],
+            "crop": info.get("crop", ""),
+            "audio": os.path.relpath(audio, output_root),
+            "info": os.path.relpath(info_path, output_root),
+            "status": info["status"],
+            "error": info.get("error", ""),
+            **{k: info.get(k) for k in ("source", "duration_s", "sample_rate", "channels")},
+        }
+
+    # A track's audio is the library file itself, left where it is.
+    rows = [
+        row("track", info, input_root / info.get("source", ""), info["_info_path"])
+        for info in tracks
+    ]
+    rows += [row("crop", info, path.parent / info["audio_file"], path) for info, path in crops]
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return frame.astype({"duration_s": "float64", "sample_rate": "Int64", "channels": "Int64"})
 
