@@ -12,5 +12,6 @@ info = assemble_track(
     beats_path=snakemake.input.beats,
     crops_dir=snakemake.input.crops[0] if snakemake.input.crops else None,
     dest=snakemake.output.dataset,
+    stems_dir=snakemake.input.stems[0] if snakemake.input.stems else None,
 )
 log.info("%s: %s, %d crops %s", info["track"], info["status"], info["crop_count"], info["error"])

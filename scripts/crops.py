@@ -3,16 +3,21 @@
 from pathlib import Path
 
 from mirflow.crops import CropOptions, crop_track
+from mirflow.stems import stem_paths
 from mirflow.logs import log_to_file
 from mirflow.records import read_result, run_stage, write_result
 
 log = log_to_file(snakemake.log[0])
 out_dir = Path(snakemake.output.crops)
 out_dir.mkdir(parents=True, exist_ok=True)
-stems = {k.removeprefix("stem_"): v for k, v in snakemake.input.items() if k.startswith("stem_")}
+upstream = [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)]
+stems = {}
+if "stems_record" in snakemake.input.keys():
+    upstream.append(read_result(snakemake.input.stems_record))
+    stems = stem_paths(upstream[-1], snakemake.input.stems)
 result = run_stage(
     "crops",
-    [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)],
+    upstream,
     lambda: crop_track(
         snakemake.wildcards.track,
         snakemake.params.source,

@@ -1,5 +1,8 @@
 """Rule summary: summary.json, manifest.parquet, and a sweep of stale temporaries."""
 
+import shutil
+from pathlib import Path
+
 from mirflow.atomic import sweep_temporaries
 from mirflow.logs import log_to_file
 from mirflow.summary import format_summary, summarize, write_summary
@@ -8,8 +11,15 @@ log = log_to_file(snakemake.log[0])
 # Every other job of the run has finished: what a killed writer left can go.
 for leftover in sweep_temporaries(snakemake.params.output_root):
     log.warning("removed a temporary a killed job left: %s", leftover)
+# Separation batches are temporary: one still here was cut short by a kill.
+stale_batches = Path(snakemake.params.output_root) / "separation"
+if stale_batches.is_dir():
+    shutil.rmtree(stale_batches)
 summary, manifest = summarize(
-    snakemake.params.output_root, snakemake.params.input_root, list(snakemake.input.datasets)
+    snakemake.params.output_root,
+    snakemake.params.input_root,
+    list(snakemake.input.datasets),
+    notes=snakemake.params.notes,
 )
 write_summary(summary, manifest, snakemake.output.summary, snakemake.output.manifest)
 log.info("\n%s", format_summary(summary))

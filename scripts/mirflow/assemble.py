@@ -2,7 +2,7 @@
 
 Layout of ``dataset/<track>/`` (replaced as a whole, atomically)::
 
-    <track>.INFO  <track>.BEATS
+    <track>.INFO  <track>.BEATS  stems/drums.flac ...
     crops/<track>_000.flac  <track>_000.INFO  <track>_000.BEATS  <track>_000_<stem>.flac ...
 
 Audio and beat files are hard links to the files the crops stage wrote (a
@@ -93,9 +93,16 @@ def assemble_track(
     beats_path: str | os.PathLike | None,
     crops_dir: str | os.PathLike | None,
     dest: str | os.PathLike,
+    stems_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``."""
     with atomic_directory(dest) as folder:
+        if stems_dir is not None and first_failure(results) is None:
+            stems = sorted(p for p in Path(stems_dir).iterdir() if p.is_file())
+            if stems:
+                (folder / "stems").mkdir()
+                for stem in stems:
+                    link_or_copy(stem, folder / "stems" / stem.name)
         beats_file = None
         if beats_path is not None and first_failure(results) is None:
             beats_file = f"{track}.BEATS"

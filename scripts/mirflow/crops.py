@@ -38,6 +38,7 @@ class CropOptions:
     channels: int | None = 2  # None keeps the source's channel count
     format: str = "flac"
     subtype: str = "PCM_24"
+    skip_stems: bool = False  # the workflow then passes no stems
 
     @property
     def step(self) -> int:

@@ -24,6 +24,10 @@ SKIPPED_FOLDERS = frozenset({"crops", "__pycache__", "node_modules"})
 #: Longest id before it is shortened (with a hash, so it stays unique).
 MAX_ID_LENGTH = 100
 
+#: File names (without extension) that are a stem of the mix beside them, not
+#: a track, in a pre-separated library (``Song/mix.flac``, ``Song/drums.flac``).
+STEM_FILE_NAMES = frozenset({"drums", "bass", "other", "vocals", "guitar", "piano"})
+
 #: What a track id may contain; also the workflow's wildcard constraint.
 TRACK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 
@@ -39,6 +43,9 @@ class Track:
     track: str  # id: output folder and file names, wildcard value
     path: Path  # absolute path of the source file
     relpath: str  # path relative to the library root, as the user knows it
+    #: Stems already in the library beside this track: ((name, path), ...),
+    #: only when the track is alone in its folder with its stems.
+    library_stems: tuple[tuple[str, str], ...] = ()
 
 
 def find_audio_files(root: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -> list[Path]:
@@ -48,13 +55,22 @@ def find_audio_files(root: str | os.PathLike, exclude: list[str | os.PathLike] =
     inside the library). Symlinked folders are followed once: a link loop is
     cut by remembering each real folder already visited.
     """
-    root = Path(root)
+    return sorted(_scan(Path(root), exclude)[0])
+
+
+def _scan(root: Path, exclude) -> tuple[list[Path], dict[Path, dict[str, Path]]]:
+    """(tracks, {track: {stem name: stem file}}) under ``root``.
+
+    A stem-named file (``drums.mp3``) is a stem, not a track, when it sits
+    beside exactly one other audio file: that file's stems.
+    """
     if not root.exists():
         raise LibraryError(f"input library {root} does not exist")
     if not root.is_dir():
         raise LibraryError(f"input library {root} is not a folder")
     excluded = {os.path.realpath(p) for p in exclude}
     found: list[Path] = []
+    stems: dict[Path, dict[str, Path]] = {}
     seen_dirs: set[str] = set()
     stack = [root]
     while stack:
@@ -67,6 +83,7 @@ def find_audio_files(root: str | os.PathLike, exclude: list[str | os.PathLike] =
             entries = list(os.scandir(folder))
         except OSError:
             continue  # unreadable folder: nothing we can list there
+        audio: list[Path] = []
         for entry in entries:
             name = entry.name
             if name.startswith("."):
@@ -76,10 +93,17 @@ def find_audio_files(root: str | os.PathLike, exclude: list[str | os.PathLike] =
                     if name not in SKIPPED_FOLDERS:
                         stack.append(Path(entry.path))
                 elif entry.is_file() and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
-                    found.append(Path(entry.path))
+                    audio.append(Path(entry.path))
             except OSError:
                 continue  # broken link or vanished entry
-    return sorted(found)
+        stem_files = [p for p in audio if p.stem.lower() in STEM_FILE_NAMES]
+        mixes = [p for p in audio if p.stem.lower() not in STEM_FILE_NAMES]
+        if len(mixes) == 1 and stem_files:
+            stems[mixes[0]] = {p.stem.lower(): p for p in sorted(stem_files)}
+            found.extend(mixes)
+        else:
+            found.extend(audio)
+    return found, stems
 
 
 def clean_id(text: str) -> str:
@@ -137,12 +161,21 @@ def _is_clean(relpath: str, candidate: str) -> bool:
 def discover(root: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -> list[Track]:
     """The library's tracks, sorted by id; raises LibraryError if there are none."""
     root = Path(root).absolute()
-    files = find_audio_files(root, exclude)
+    found, stems = _scan(root, exclude)
+    files = sorted(found)
     if not files:
         raise LibraryError(
             f"input library {root} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"
         )
     relpaths = [os.path.relpath(path, root) for path in files]
     ids = track_ids(relpaths)
-    tracks = [Track(ids[rel], path, rel) for rel, path in zip(relpaths, files, strict=True)]
+    tracks = [
+        Track(
+            ids[rel],
+            path,
+            rel,
+            tuple((name, str(stem)) for name, stem in stems.get(path, {}).items()),
+        )
+        for rel, path in zip(relpaths, files, strict=True)
+    ]
     return sorted(tracks, key=lambda t: t.track)

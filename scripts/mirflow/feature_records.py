@@ -92,6 +92,11 @@ def crop_features(
             inside = (onset_times >= start) & (onset_times < start + duration)
             fields = describe(audio, sr, beats, onset_times[inside] - start, enabled, n_steps)
             fields["bpm"] = crop_bpm(beats)
+            stem_audio = {
+                stem: load_audio(Path(crops_dir) / file)[0]
+                for stem, file in crop.get("stem_files", {}).items()
+            }
+            fields.update(stem_features(stem_audio, sr, beats, enabled))
             results[name] = fields
         except TrackError as exc:
             log.warning("%s: %s", name, exc)

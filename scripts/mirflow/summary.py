@@ -49,6 +49,7 @@ class Summary:
     realtime_factor: float | None  # audio seconds processed per wall second, this run
     failed_tracks: list[FailedTrack] = field(default_factory=list)
     time_per_rule: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. a stage that is off, and why
 
 
 def mark_run_started(output_root: str | os.PathLike) -> None:
@@ -134,6 +135,7 @@ def summarize(
     input_root: str | os.PathLike,
     dataset_dirs: list[str | os.PathLike],
     now: float | None = None,
+    notes: list[str] = (),
 ) -> tuple[Summary, pd.DataFrame]:
     output_root, input_root = Path(output_root), Path(input_root)
     tracks, crops = read_infos([Path(d) for d in dataset_dirs])
@@ -164,6 +166,7 @@ def summarize(
             if t["status"] != "ok"
         ],
         time_per_rule=time_per_rule(output_root / "benchmarks", started),
+        notes=[note for note in notes if note],
     )
     return summary, manifest
 
@@ -205,6 +208,8 @@ def format_summary(summary: dict[str, Any] | Summary) -> str:
         lines += ["", f"{'rule':<20}{'jobs':>6}{'seconds':>10}"]
         for rule, t in s["time_per_rule"].items():
             lines.append(f"{rule:<20}{int(t['jobs']):>6}{t['seconds']:>10.1f}")
+    if s.get("notes"):
+        lines += [""] + s["notes"]
     if s["failed_tracks"]:
         lines += ["", "failed tracks:"]
         lines += [f"  {f['track']} ({f['source']}): {f['error']}" for f in s["failed_tracks"]]

@@ -3,6 +3,7 @@ rule assemble:
         records=get_track_records,
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         crops=get_crops_dir,
+        stems=get_stems_dir,
     output:
         dataset=directory(f"{OUT}/dataset/{{track}}"),
     log:

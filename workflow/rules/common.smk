@@ -9,7 +9,9 @@ from snakemake.utils import validate
 # Snakemake puts a rule script's own folder (scripts/) on its path.
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
+from mirflow.batches import make_batches, stems_are_current
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
+from mirflow.separation import STEMS, missing_files
 from mirflow.summary import format_summary, load_summary, mark_run_started
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -31,6 +33,7 @@ def load_track_table():
             "track": [t.track for t in tracks],
             "path": [str(t.path) for t in tracks],
             "relpath": [t.relpath for t in tracks],
+            "library_stems": [dict(t.library_stems) for t in tracks],
         }
     ).set_index("track", drop=False)
 
@@ -85,11 +88,6 @@ def get_source_relpath(wildcards):
     return TRACKS.loc[wildcards.track, "relpath"]
 
 
-def get_stems(wildcards):
-    """Stem files of the track (none until source separation exists)."""
-    return {}
-
-
 def crop_features_on():
     return config["stages"]["crops"] and config["stages"]["crop_features"]
 
@@ -98,6 +96,8 @@ def get_track_records(wildcards):
     """Per-track records that assemble merges into the .INFO, in stage order."""
     track = f"{OUT}/tracks/{wildcards.track}"
     records = [f"{track}/source.json", f"{track}/rhythm.json"]
+    if SEPARATION_ON:
+        records.append(f"{track}/stems.json")
     if config["stages"]["crops"]:
         records.append(f"{track}/crops.json")
     if config["stages"]["features"] or crop_features_on():
@@ -127,10 +127,109 @@ def get_final_output():
     because the dataset built from it still exists."""
     targets = [f"{OUT}/summary.json", f"{OUT}/manifest.parquet"]
     targets += expand(f"{OUT}/tracks/{{track}}/{{track}}.BEATS", track=TRACKS.index)
+    if SEPARATION_ON:
+        targets += expand(f"{OUT}/tracks/{{track}}/stems", track=TRACKS.index)
     if config["stages"]["crops"]:
         targets += expand(f"{OUT}/tracks/{{track}}/crops", track=TRACKS.index)
     targets += get_dataset_dirs()
     return targets
+
+
+# ---- source separation ----------------------------------------------------
+
+SEPARATION = config["source_separation"]
+
+
+def separation_state():
+    """(on, note): is separation on, and if not, why (for the summary)."""
+    wanted = SEPARATION["enabled"]
+    if wanted is False:
+        return False, "source separation: off (source_separation.enabled: false)"
+    missing = missing_files(SEPARATION, config["models_dir"])
+    if not missing:
+        return True, ""
+    if wanted == "auto":
+        return False, (
+            f"source separation: off, no model in {config['models_dir']} "
+            f"({', '.join(str(m) for m in missing)} missing: run `make models`)"
+        )
+    return True, ""  # enabled: true and missing: the separate job names the file
+
+
+SEPARATION_ON, SEPARATION_NOTE = separation_state()
+
+
+def plan_stems():
+    """Where each track's stems come from: "library" (beside it in the
+    library), "done" (already in the output, newer than its source record),
+    or a separation batch. Only tracks that need separating are batched, so
+    finished stems are never recomputed and new tracks form new batches."""
+    if not SEPARATION_ON:
+        return {}, {}
+    origin, pending = {}, []
+    for track, library_stems in TRACKS["library_stems"].items():
+        if SEPARATION["use_library_stems"] and set(STEMS) <= set(library_stems):
+            origin[track] = "library"
+        elif stems_are_current(OUT, track):
+            origin[track] = "done"
+        else:
+            pending.append(track)
+    batches = make_batches(pending, SEPARATION["batch_size"])
+    for batch, members in batches.items():
+        origin.update({track: batch for track in members})
+    return origin, batches
+
+
+STEM_ORIGIN, BATCHES = plan_stems()
+
+
+def get_batch_sources(wildcards):
+    return [f"{OUT}/tracks/{track}/source.json" for track in BATCHES[wildcards.batch]]
+
+
+def get_batch_members(wildcards):
+    return [[track, TRACKS.loc[track, "path"]] for track in BATCHES[wildcards.batch]]
+
+
+def get_stems_input(wildcards):
+    """The batch folder the track was separated into (nothing for library
+    stems, which are a param: their paths may hold braces, or stems already
+    done)."""
+    origin = STEM_ORIGIN[wildcards.track]
+    return [f"{OUT}/separation/{origin}"] if origin in BATCHES else []
+
+
+def get_library_stems(wildcards):
+    if STEM_ORIGIN[wildcards.track] != "library":
+        return {}
+    return TRACKS.loc[wildcards.track, "library_stems"]
+
+
+def get_library_stems_stamp(wildcards):
+    """Modification times and sizes of library stems: a changed stem re-runs
+    the stems rule (they are params, not inputs; see get_library_stems)."""
+    stamps = []
+    for name, path in sorted(get_library_stems(wildcards).items()):
+        stat = os.stat(path)
+        stamps.append(f"{name}:{stat.st_mtime_ns}:{stat.st_size}")
+    return ",".join(stamps)
+
+
+def get_track_stems(wildcards):
+    """The track's stems folder and record, for crops, features and assemble."""
+    if not SEPARATION_ON:
+        return {}
+    track = f"{OUT}/tracks/{wildcards.track}"
+    return {"stems": f"{track}/stems", "stems_record": f"{track}/stems.json"}
+
+
+def get_crop_stems(wildcards):
+    """Stems the crops stage cuts with the mix (none with crops.skip_stems)."""
+    return {} if config["crops"]["skip_stems"] else get_track_stems(wildcards)
+
+
+def get_stems_dir(wildcards):
+    return [f"{OUT}/tracks/{wildcards.track}/stems"] if SEPARATION_ON else []
 
 
 # ---- run hooks ------------------------------------------------------------

@@ -1,6 +1,6 @@
 rule crops:
     input:
-        unpack(lambda wildcards: {"stem_" + k: v for k, v in get_stems(wildcards).items()}),
+        unpack(get_crop_stems),
         source=f"{OUT}/tracks/{{track}}/source.json",
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",

@@ -1,6 +1,7 @@
 rule features:
     input:
         unpack(get_features_crops),
+        unpack(get_track_stems),
         source=f"{OUT}/tracks/{{track}}/source.json",
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",

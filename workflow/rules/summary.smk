@@ -10,6 +10,7 @@ rule summary:
     params:
         output_root=lambda wildcards, output: os.path.dirname(output.summary),
         input_root=config["input"],
+        notes=[SEPARATION_NOTE],
     threads: 1
     conda:
         "../../envs/mirflow.yaml"

@@ -1,0 +1,39 @@
+"""Batches for the resident-model rules: which tracks one job takes.
+
+Only tracks whose results are missing or stale are batched, so a finished
+track is never computed again, and a growing library adds batches of its new
+tracks instead of reshuffling old ones. A batch is named by a hash of its
+members, so the same pending set always makes the same batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def make_batches(pending: list[str], batch_size: int) -> dict[str, list[str]]:
+    """``{batch id: [track, ...]}``, at most ``batch_size`` tracks each."""
+    ordered = sorted(pending)
+    batches = {}
+    for start in range(0, len(ordered), batch_size):
+        members = ordered[start : start + batch_size]
+        digest = hashlib.sha1("\n".join(members).encode()).hexdigest()[:10]
+        batches[f"b{digest}"] = members
+    return batches
+
+
+def stems_are_current(output_root: str | os.PathLike, track: str) -> bool:
+    """The track's stems (folder and record) exist, newer than its source record."""
+    folder = Path(output_root) / "tracks" / track
+    if not (folder / "stems").is_dir():
+        return False
+    try:
+        stems_time = (folder / "stems.json").stat().st_mtime
+    except OSError:
+        return False
+    try:
+        return stems_time >= (folder / "source.json").stat().st_mtime
+    except OSError:
+        return True  # stems given without a source record: nothing says they are stale

@@ -1,0 +1,95 @@
+"""Source separation: a mix in, named stems out.
+
+A backend loads its model once (``__init__``) and then separates any number
+of tracks (``separate``): the batch rule keeps one backend resident for a
+whole batch. Backends take ``(channels, samples)`` float32 audio at any rate
+and return stereo stems at their own ``sample_rate``, each exactly as long as
+the mix resampled to that rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mirflow.errors import TrackError
+
+#: The four stems every backend's output is folded into.
+STEMS = ("drums", "bass", "other", "vocals")
+
+
+class ModelNotFoundError(Exception):
+    """A model file is not in models/: the message names it and the download command."""
+
+
+class SeparationError(TrackError):
+    """The backend could not separate this track (e.g. a bad checkpoint)."""
+
+
+class SeparationBackend(Protocol):
+    name: str  # e.g. "demucs:htdemucs"
+    sample_rate: int
+
+    def separate(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]: ...
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu" (with a warning: slow)."""
+    import logging  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    logging.getLogger(__name__).warning(
+        "no CUDA GPU visible: separating on the CPU, which is slow (minutes per track "
+        "with full-size models)"
+    )
+    return "cpu"
+
+
+def required_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:
+    """Files the configured backend loads, under ``models_dir``.
+
+    Demucs: the model's bag yaml and every ``<sig>-<hash>.th`` it lists (the
+    yaml shipped in the demucs package is read when the local one is absent);
+    BS-RoFormer: the checkpoint and its yaml.
+    """
+    models_dir = Path(models_dir)
+    if separation["backend"] == "bs_roformer":
+        ckpt = models_dir / "audio-separator" / separation["bs_roformer"]["model_file"]
+        return [ckpt, ckpt.with_suffix(".yaml")]
+    name = separation["demucs"]["model"]
+    folder = models_dir / "demucs"
+    bag = folder / f"{name}.yaml"
+    files = [bag]
+    for sig in _bag_signatures(bag if bag.exists() else _packaged_bag(name)):
+        matches = sorted(folder.glob(f"{sig}-*.th")) if folder.is_dir() else []
+        files.append(matches[0] if matches else folder / f"{sig}-<sha256 prefix>.th")
+    return files
+
+
+def missing_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:
+    return [path for path in required_files(separation, models_dir) if not path.is_file()]
+
+
+def _packaged_bag(name: str) -> Path | None:
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("demucs")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "remote" / f"{name}.yaml"
+    return path if path.exists() else None
+
+
+def _bag_signatures(bag: Path | None) -> list[str]:
+    if bag is None:
+        return []
+    import yaml  # noqa: PLC0415
+
+    return [str(sig) for sig in (yaml.safe_load(bag.read_text()) or {}).get("models", [])]

@@ -1,0 +1,251 @@
+"""Stems after separation: fold extras into ``other``, flag near-silent stems,
+write them in the configured format, and find stems that already exist.
+
+Folding adds arrays sample by sample, so the sum of the stems is preserved
+exactly (before the output format's own rounding).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mirflow.atomic import atomic_path
+from mirflow.audio import AUDIO_EXTENSIONS, resample, write_audio
+from mirflow.records import StageResult
+from mirflow.separation import STEMS
+
+#: Formats a stem may be written in (and recognised in, when it exists).
+STEM_FORMATS = ("flac", "wav", "mp3")
+
+#: Sample rates LAME encodes; anything else is resampled to 44.1 kHz first.
+MP3_RATES = (32000, 44100, 48000)
+
+
+def fold_stems(
+    stems: dict[str, np.ndarray], save_extra: bool = False, discard: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Fold every stem that is not drums/bass/vocals (or is in ``discard``)
+    into ``other``; with ``save_extra``, extra stems (guitar, piano) stay."""
+    discard_set = set(discard)
+    kept: dict[str, np.ndarray] = {}
+    other = None
+    for name, audio in stems.items():
+        into_other = name == "other" or name in discard_set or (
+            name not in STEMS and not save_extra
+        )
+        if into_other:
+            other = audio.astype(np.float64) if other is None else other + audio
+        else:
+            kept[name] = audio
+    if other is None:
+        other = np.zeros_like(next(iter(stems.values())), dtype=np.float64)
+    kept["other"] = other.astype(np.float32)
+    order = [s for s in STEMS if s in kept] + sorted(k for k in kept if k not in STEMS)
+    return {name: kept[name] for name in order}
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """A stem is near-silent when all three hold (silence meets all three)."""
+
+    rms_db: float = -50.0  # RMS below this (dBFS)
+    peak_db: float = -25.0  # peak below this (dBFS)
+    crest_db: float = 10.0  # crest factor (peak/RMS) above this: sparse bleed, not a part
+
+
+def stem_levels(audio: np.ndarray) -> dict[str, float | None]:
+    """RMS and peak in dBFS and crest factor in dB (None for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if rms == 0.0 or peak == 0.0:
+        return {"rms_db": None, "peak_db": None, "crest_db": None}
+    return {
+        "rms_db": 20 * np.log10(rms),
+        "peak_db": 20 * np.log10(peak),
+        "crest_db": 20 * np.log10(peak / rms),
+    }
+
+
+def is_near_silent(levels: dict[str, float | None], limits: QualityThresholds) -> bool:
+    if levels["rms_db"] is None:
+        return True
+    return (
+        levels["rms_db"] < limits.rms_db
+        and levels["peak_db"] < limits.peak_db
+        and levels["crest_db"] > limits.crest_db
+    )
+
+
+def apply_quality_filter(
+    stems: dict[str, np.ndarray], limits: QualityThresholds, fold: bool
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """Flag near-silent stems; with ``fold``, add them into ``other`` (and
+    leave them silent), so the stems still sum to the same mix."""
+    report: dict[str, dict[str, Any]] = {}
+    out = dict(stems)
+    for name, audio in stems.items():
+        levels = stem_levels(audio)
+        silent = is_near_silent(levels, limits)
+        report[name] = {**levels, "near_silent": silent, "folded_into_other": False}
+        if silent and fold and name != "other" and "other" in out:
+            out["other"] = (out["other"].astype(np.float64) + audio).astype(np.float32)
+            out[name] = np.zeros_like(audio)
+            report[name]["folded_into_other"] = True
+    return out, report
+
+
+def write_stem(
+    dest: str | os.PathLike, audio: np.ndarray, sr: int, fmt: str, mp3_bitrate: int = 128
+) -> None:
+    """Write one stem: flac (24-bit), wav (float) or mp3 (LAME, constant bitrate)."""
+    dest = Path(dest)
+    if fmt == "mp3":
+        _write_mp3(dest, audio, sr, mp3_bitrate)
+    elif fmt in ("flac", "wav"):
+        write_audio(dest, audio, sr, "PCM_24" if fmt == "flac" else "FLOAT")
+    else:
+        raise ValueError(f"unknown stem format {fmt!r} (flac, wav or mp3)")
+
+
+def _write_mp3(dest: Path, audio: np.ndarray, sr: int, bitrate: int) -> None:
+    import lameenc  # noqa: PLC0415
+
+    if sr not in MP3_RATES:
+        audio, sr = resample(audio, sr, 44100), 44100
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    pcm = (np.clip(audio[:2].T, -1.0, 1.0) * 32767.0).astype("<i2")
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(bitrate)
+    encoder.set_in_sample_rate(sr)
+    encoder.set_channels(2)
+    encoder.set_quality(2)  # 2 = high quality, LAME's recommended setting
+    data = encoder.encode(pcm.tobytes()) + encoder.flush()
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(bytes(data))
+
+
+def find_stem_files(folder: str | os.PathLike, names=STEMS) -> dict[str, Path]:
+    """``{stem: file}`` for stems named like ``drums.flac`` in ``folder``
+    (any audio extension; the first in STEM_FORMATS order wins). Empty unless
+    every one of ``names`` is there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    by_stem: dict[str, list[Path]] = {}
+    for entry in folder.iterdir():
+        suffix = entry.suffix.lower()
+        if entry.is_file() and suffix in AUDIO_EXTENSIONS and entry.stem.lower() in names:
+            by_stem.setdefault(entry.stem.lower(), []).append(entry)
+    for name in names:
+        candidates = by_stem.get(name)
+        if not candidates:
+            return {}
+        rank = {f".{fmt}": i for i, fmt in enumerate(STEM_FORMATS)}
+        found[name] = min(candidates, key=lambda p: (rank.get(p.suffix.lower(), 99), p.name))
+    return found
+
+
+def collect_stems(
+    track: str,
+    batch_dir: str | os.PathLike | None,
+    library_stems: dict[str, str],
+    out_dir: str | os.PathLike,
+    separation: dict[str, Any],
+) -> StageResult:
+    """The stems rule: a track's stems from its separation batch or from the
+    library, quality-checked, into ``out_dir``; returns stems.json's record.
+
+    Files that nothing changes are hard-linked as they are (an MP3 is never
+    re-encoded for nothing); folded, filtered or converted stems are written
+    in the configured format.
+    """
+    from mirflow.assemble import link_or_copy  # noqa: PLC0415
+    from mirflow.audio import load_audio  # noqa: PLC0415
+    from mirflow.records import read_result  # noqa: PLC0415
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fmt = separation["format"]
+    if batch_dir is not None:
+        record = read_result(Path(batch_dir) / track / "separation.json")
+        if not record.ok:
+            return StageResult("stems", status="failed", error=record.error)
+        files = {
+            name: Path(batch_dir) / track / name_file
+            for name, name_file in record.track["stem_files_written"].items()
+        }
+        fields = {k: v for k, v in record.track.items() if k != "stem_files_written"}
+        fields["stems_origin"] = "separated"
+    else:
+        files = {name: Path(path) for name, path in library_stems.items()}
+        fields = {"stems_origin": "library"}
+
+    arrays, sr = {}, None
+    for name, path in files.items():
+        audio, stem_sr = load_audio(path)
+        if sr is not None and stem_sr != sr:
+            audio = resample(audio, stem_sr, sr)
+        sr = sr or stem_sr
+        arrays[name] = audio
+    arrays = _same_length(arrays)
+
+    changed: set[str] = set()
+    if batch_dir is None:  # the batch already folded what the model made
+        folded = fold_stems(arrays, separation["save_extra_stems"], tuple(separation["discard_stems"]))
+        if set(arrays) != set(folded) or separation["discard_stems"]:
+            changed.add("other")
+        arrays = folded
+        files = {name: files[name] for name in arrays if name in files}
+    limits = QualityThresholds(**{k: separation["quality_filter"][k] for k in ("rms_db", "peak_db", "crest_db")})
+    arrays, quality = apply_quality_filter(arrays, limits, separation["quality_filter"]["fold"])
+    changed |= {name for name, q in quality.items() if q["folded_into_other"]}
+    if any(q["folded_into_other"] for q in quality.values()):
+        changed.add("other")
+    if separation["convert_existing"]:
+        changed |= {name for name, path in files.items() if path.suffix.lower() != f".{fmt}"}
+
+    stem_files = {}
+    for name, audio in arrays.items():
+        if name in changed or name not in files:
+            target = out_dir / f"{name}.{fmt}"
+            write_stem(target, audio, sr, fmt, separation["mp3_bitrate"])
+        else:
+            target = out_dir / f"{name}{files[name].suffix.lower()}"
+            link_or_copy(files[name], target)
+        stem_files[name] = f"stems/{target.name}"
+    fields.update(
+        {
+            "stem_files": stem_files,
+            "stem_quality": quality,
+            "stems_near_silent": sorted(n for n, q in quality.items() if q["near_silent"]),
+        }
+    )
+    return StageResult("stems", track=fields)
+
+
+def _same_length(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Pad stems to the longest (library stems may differ by a few samples)."""
+    longest = max(a.shape[1] for a in arrays.values())
+    channels = max(a.shape[0] for a in arrays.values())
+    out = {}
+    for name, audio in arrays.items():
+        if audio.shape[0] < channels:
+            audio = np.repeat(audio, channels, axis=0)[:channels]
+        out[name] = np.pad(audio, ((0, 0), (0, longest - audio.shape[1])))
+    return out
+
+
+def stem_paths(record: StageResult, stems_dir: str | os.PathLike) -> dict[str, Path]:
+    """``{stem: file}`` from a stems record (its files are relative to the
+    folder that holds ``stems/``)."""
+    if not record.ok:
+        return {}
+    base = Path(stems_dir).parent
+    return {name: base / rel for name, rel in record.track.get("stem_files", {}).items()}
