@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.mirflow-installed
 PIP     := $(PYTHON) -m pip
 PIPC    := $(PIP) install --constraint envs/constraints.txt
 
-.PHONY: setup run test test-fast bench lint clean-demo
+.PHONY: setup run test test-fast bench lint models clean-demo
 
 run: setup
 	$(VENV)/bin/snakemake --profile profiles/local
@@ -24,6 +24,9 @@ bench: setup
 lint: setup
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/ruff check .
+
+models: setup
+	$(PYTHON) -m mirflow.models download --config config/config.yaml
 
 setup: $(STAMP)
 

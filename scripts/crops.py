@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from mirflow.crops import CropOptions, crop_track
-from mirflow.stems import stem_paths
 from mirflow.logs import log_to_file
 from mirflow.records import read_result, run_stage, write_result
+from mirflow.stems import stem_paths
 
 log = log_to_file(snakemake.log[0])
 out_dir = Path(snakemake.output.crops)

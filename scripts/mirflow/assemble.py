@@ -98,7 +98,10 @@ def assemble_track(
     """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``."""
     with atomic_directory(dest) as folder:
         if stems_dir is not None and first_failure(results) is None:
-            stems = sorted(p for p in Path(stems_dir).iterdir() if p.is_file())
+            # Not hidden files: Snakemake keeps a .snakemake_timestamp in the folder.
+            stems = sorted(
+                p for p in Path(stems_dir).iterdir() if p.is_file() and not p.name.startswith(".")
+            )
             if stems:
                 (folder / "stems").mkdir()
                 for stem in stems:

@@ -37,3 +37,16 @@ def stems_are_current(output_root: str | os.PathLike, track: str) -> bool:
         return stems_time >= (folder / "source.json").stat().st_mtime
     except OSError:
         return True  # stems given without a source record: nothing says they are stale
+
+
+def recorded_batch(output_root: str | os.PathLike, track: str) -> tuple[str | None, list]:
+    """The separation batch a finished track's stems came from, and that
+    batch's ``[track, source path]`` members, from its stems.json."""
+    import json  # noqa: PLC0415
+
+    try:
+        record = json.loads((Path(output_root) / "tracks" / track / "stems.json").read_text())
+    except (OSError, ValueError):
+        return None, []
+    fields = record.get("track", {})
+    return fields.get("stems_batch"), fields.get("stems_batch_members", [])

@@ -27,6 +27,7 @@ MAX_ID_LENGTH = 100
 #: File names (without extension) that are a stem of the mix beside them, not
 #: a track, in a pre-separated library (``Song/mix.flac``, ``Song/drums.flac``).
 STEM_FILE_NAMES = frozenset({"drums", "bass", "other", "vocals", "guitar", "piano"})
+FULL_STEM_SET = frozenset({"drums", "bass", "other", "vocals"})
 
 #: What a track id may contain; also the workflow's wildcard constraint.
 TRACK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
@@ -61,8 +62,8 @@ def find_audio_files(root: str | os.PathLike, exclude: list[str | os.PathLike] =
 def _scan(root: Path, exclude) -> tuple[list[Path], dict[Path, dict[str, Path]]]:
     """(tracks, {track: {stem name: stem file}}) under ``root``.
 
-    A stem-named file (``drums.mp3``) is a stem, not a track, when it sits
-    beside exactly one other audio file: that file's stems.
+    Stem-named files (``drums.mp3``) are the stems of the one other audio file
+    beside them, not tracks, when drums, bass, other and vocals are all there.
     """
     if not root.exists():
         raise LibraryError(f"input library {root} does not exist")
@@ -98,7 +99,8 @@ def _scan(root: Path, exclude) -> tuple[list[Path], dict[Path, dict[str, Path]]]
                 continue  # broken link or vanished entry
         stem_files = [p for p in audio if p.stem.lower() in STEM_FILE_NAMES]
         mixes = [p for p in audio if p.stem.lower() not in STEM_FILE_NAMES]
-        if len(mixes) == 1 and stem_files:
+        # Only a full set makes stems: a lone "Bass.mp3" beside a song is a song.
+        if len(mixes) == 1 and FULL_STEM_SET <= {p.stem.lower() for p in stem_files}:
             stems[mixes[0]] = {p.stem.lower(): p for p in sorted(stem_files)}
             found.extend(mixes)
         else:

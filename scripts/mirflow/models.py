@@ -221,29 +221,38 @@ def _is_hex(value: Any, least: int, most: int) -> bool:
 # ------------------------------------------------- what a configuration needs ---
 
 
-def _separation_models(config: dict) -> list[str]:
-    sep = config.get("source_separation") or {}
-    if not sep.get("enabled", False):
-        return []
-    backend = sep.get("backend", "demucs")
+def _separation_models(options: dict) -> list[str]:
+    backend = options.get("backend", "demucs")
     if backend == "demucs":
-        return [f"demucs:{(sep.get('demucs') or {}).get('model', 'htdemucs')}"]
+        return [f"demucs:{(options.get('demucs') or {}).get('model', 'htdemucs')}"]
     if backend == "bs_roformer":
-        model_file = (sep.get("bs_roformer") or {}).get("model_file", "BS-Roformer-SW.ckpt")
+        model_file = (options.get("bs_roformer") or {}).get("model_file", "BS-Roformer-SW.ckpt")
         return [f"bs_roformer:{model_file}"]
     raise ValueError(f"source_separation.backend: unknown backend {backend!r} (demucs|bs_roformer)")
 
 
-#: One function per pass that uses models: config -> names of manifest entries it
-#: needs (none when the pass is off). A new pass adds its function here.
-MODEL_PASSES: tuple[Callable[[dict], list[str]], ...] = (_separation_models,)
+#: The passes that use models: config section -> function of that section giving
+#: the names of the manifest entries it needs. The section's ``enabled`` (true,
+#: false or "auto") says whether the pass runs. A new pass is one line here.
+MODEL_PASSES: dict[str, Callable[[dict], list[str]]] = {
+    "source_separation": _separation_models,
+}
 
 
-def required_models(config: dict) -> list[str]:
-    """Names of the manifest entries ``config`` needs, in pass order, without repeats."""
+def required_models(config: dict, *, include_auto: bool = True) -> list[str]:
+    """Names of the manifest entries ``config`` needs, in pass order, without repeats.
+
+    A pass with ``enabled: auto`` (on when its model is present) counts unless
+    ``include_auto`` is false: ``make models`` fetches its model, while
+    :func:`check_models` leaves the decision to the workflow.
+    """
     names: list[str] = []
-    for needs in MODEL_PASSES:
-        names.extend(n for n in needs(config) if n not in names)
+    for section, needs in MODEL_PASSES.items():
+        options = config.get(section) or {}
+        enabled = options.get("enabled", False)
+        if not enabled or (enabled == "auto" and not include_auto):
+            continue
+        names.extend(n for n in needs(options) if n not in names)
     return names
 
 
@@ -294,8 +303,10 @@ def check_models(
     """The entries ``config`` needs; :class:`ModelNotFoundError` if any file is missing.
 
     The message names every missing file and the command that fetches them.
+    Passes with ``enabled: auto`` are not checked: they simply stay off while
+    their model is missing (the workflow decides that with :func:`missing_files`).
     """
-    names = required_models(config)
+    names = required_models(config, include_auto=False)
     if not names:
         return []
     entries = select(load_manifest(manifest_path), names)
@@ -510,8 +521,13 @@ def _merge(into: dict, new: dict) -> None:
 
 
 def format_table(
-    entries: Sequence[ModelEntry], models_dir: str | Path, needed: Sequence[str] = ()
+    entries: Sequence[ModelEntry],
+    models_dir: str | Path,
+    needed: Sequence[str] = (),
+    needed_on: Sequence[str] | None = None,
 ) -> str:
+    """One row per model; "needed" is "yes" (pass enabled), "auto" (enabled: auto) or empty."""
+    needed_on = needed if needed_on is None else needed_on
     rows = [("model", "needed", "files", "size", "status", "licence")]
     for entry in entries:
         missing = missing_files([entry], models_dir)
@@ -519,7 +535,7 @@ def format_table(
         status = "present" if not missing else f"missing {len(missing)}/{n}"
         sizes = [f.size for f in entry.files]
         total = _human(sum(s for s in sizes if s)) + ("" if all(sizes) else "+?")
-        mark = "yes" if entry.name in needed else ""
+        mark = "yes" if entry.name in needed_on else "auto" if entry.name in needed else ""
         rows.append((entry.name, mark, str(n), total, status, entry.licence))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
@@ -570,7 +586,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         config_files = args.config
         if config_files is None:
@@ -579,9 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         models_dir = Path(args.models_dir or config.get("models_dir") or DEFAULT_MODELS_DIR)
         entries = load_manifest(args.manifest)
         needed = required_models(config)
+        needed_on = required_models(config, include_auto=False)
 
         if args.command == "list":
-            print(format_table(entries, models_dir, needed))
+            print(format_table(entries, models_dir, needed, needed_on))
             return 0
         if args.command == "check":
             check_models(config, args.manifest, models_dir)
@@ -617,6 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no partial file was left in place", file=sys.stderr)
         return 130
+    finally:
+        log.removeHandler(handler)
 
 
 if __name__ == "__main__":

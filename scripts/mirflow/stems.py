@@ -35,8 +35,8 @@ def fold_stems(
     kept: dict[str, np.ndarray] = {}
     other = None
     for name, audio in stems.items():
-        into_other = name == "other" or name in discard_set or (
-            name not in STEMS and not save_extra
+        into_other = (
+            name == "other" or name in discard_set or (name not in STEMS and not save_extra)
         )
         if into_other:
             other = audio.astype(np.float64) if other is None else other + audio
@@ -167,6 +167,7 @@ def collect_stems(
     in the configured format.
     """
     from mirflow.assemble import link_or_copy  # noqa: PLC0415
+    from mirflow.atomic import read_json  # noqa: PLC0415
     from mirflow.audio import load_audio  # noqa: PLC0415
     from mirflow.records import read_result  # noqa: PLC0415
 
@@ -183,6 +184,8 @@ def collect_stems(
         }
         fields = {k: v for k, v in record.track.items() if k != "stem_files_written"}
         fields["stems_origin"] = "separated"
+        fields["stems_batch"] = Path(batch_dir).name
+        fields["stems_batch_members"] = read_json(Path(batch_dir) / "batch.json")["members"]
     else:
         files = {name: Path(path) for name, path in library_stems.items()}
         fields = {"stems_origin": "library"}
@@ -198,13 +201,17 @@ def collect_stems(
 
     changed: set[str] = set()
     if batch_dir is None:  # the batch already folded what the model made
-        folded = fold_stems(arrays, separation["save_extra_stems"], tuple(separation["discard_stems"]))
+        discard = tuple(separation["discard_stems"])
+        folded = fold_stems(arrays, separation["save_extra_stems"], discard)
         if set(arrays) != set(folded) or separation["discard_stems"]:
             changed.add("other")
         arrays = folded
         files = {name: files[name] for name in arrays if name in files}
-    limits = QualityThresholds(**{k: separation["quality_filter"][k] for k in ("rms_db", "peak_db", "crest_db")})
-    arrays, quality = apply_quality_filter(arrays, limits, separation["quality_filter"]["fold"])
+    quality_filter = separation["quality_filter"]
+    limits = QualityThresholds(
+        quality_filter["rms_db"], quality_filter["peak_db"], quality_filter["crest_db"]
+    )
+    arrays, quality = apply_quality_filter(arrays, limits, quality_filter["fold"])
     changed |= {name for name, q in quality.items() if q["folded_into_other"]}
     if any(q["folded_into_other"] for q in quality.values()):
         changed.add("other")

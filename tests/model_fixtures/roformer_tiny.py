@@ -10,6 +10,7 @@ about 2 MB and builds in well under a second.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 SIX_STEMS = ("bass", "drums", "other", "vocals", "guitar", "piano")
@@ -69,8 +70,13 @@ def write_tiny_bs_roformer(
     model_file: str = "tiny_bs_roformer.ckpt",
     instruments=SIX_STEMS,
     seed: int = 0,
+    target_instrument: str | None = None,
 ) -> str:
-    """Write ``<models_dir>/audio-separator/<model_file>`` and its yaml; return model_file."""
+    """Write ``<models_dir>/audio-separator/<model_file>`` and its yaml; return model_file.
+
+    ``target_instrument`` makes a single-target model (one output, the other
+    instrument is the residual), like the vocal models.
+    """
     import torch  # noqa: PLC0415
     import yaml  # noqa: PLC0415
     from audio_separator.separator.roformer.roformer_loader import (  # noqa: PLC0415
@@ -82,7 +88,7 @@ def write_tiny_bs_roformer(
     ckpt = folder / model_file
     yaml_path = ckpt.with_suffix(".yaml")
 
-    text = yaml.dump(tiny_bs_roformer_config(instruments), sort_keys=False)
+    text = yaml.dump(tiny_bs_roformer_config(instruments, target_instrument), sort_keys=False)
     yaml_path.write_text(text, encoding="utf-8")
 
     # Exactly what RoformerLoader.load_model does before loading weights.
@@ -93,7 +99,9 @@ def write_tiny_bs_roformer(
     normalized = loader.config_normalizer.normalize_config(
         config, model_type, apply_defaults=True, validate=True
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # BSRoformer.__init__ probes torch.stft without a window (a UserWarning).
+        warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(seed)
         model = loader._create_bs_roformer(normalized)
     # A plain state dict of tensors: what torch.load(weights_only=True) accepts.

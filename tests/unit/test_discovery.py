@@ -104,3 +104,17 @@ def test_discover_returns_tracks_with_relpaths(tmp_path):
     tracks = discover(lib)
     assert [(t.track, t.relpath) for t in tracks] == [("a", "a.wav"), ("b__Song", "b/Song.flac")]
     assert all(t.path.is_absolute() for t in tracks)
+
+
+def test_stems_beside_a_single_mix_are_its_stems_not_tracks(tmp_path):
+    song = tmp_path / "lib" / "Song"
+    touch(song / "mix.flac")
+    for name in ("drums.mp3", "bass.flac", "other.wav", "vocals.flac", "guitar.flac"):
+        touch(song / name)
+    touch(tmp_path / "lib" / "Album" / "Bass.mp3")  # a song called Bass, beside another song
+    touch(tmp_path / "lib" / "Album" / "Intro.mp3")
+    tracks = {t.relpath: t for t in discover(tmp_path / "lib")}
+    assert set(tracks) == {"Song/mix.flac", "Album/Bass.mp3", "Album/Intro.mp3"}
+    stems = dict(tracks["Song/mix.flac"].library_stems)
+    assert set(stems) == {"drums", "bass", "other", "vocals", "guitar"}
+    assert tracks["Album/Intro.mp3"].library_stems == ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import importlib.util
 import logging
 import os
 import re
@@ -43,11 +44,11 @@ class CountingHandler(http.server.SimpleHTTPRequestHandler):
         self.requests = requests
         super().__init__(*args, **kwargs)
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         self.requests.append(self.path)
         super().do_GET()
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass
 
 
@@ -59,7 +60,7 @@ def server(tmp_path):
     requests: list[str] = []
     handler = functools.partial(CountingHandler, directory=str(root), requests=requests)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}", root, requests
@@ -253,9 +254,6 @@ def test_base_url_override_fetches_path_below_the_mirror(tmp_path, server):
 
 
 def test_from_package_file_is_copied_and_verified(tmp_path):
-    source = REPO / ".venv/lib/python3.11/site-packages/demucs/remote/htdemucs.yaml"
-    import importlib.util
-
     spec_ = importlib.util.find_spec("demucs")
     source = Path(next(iter(spec_.submodule_search_locations))) / "remote" / "htdemucs.yaml"
     data = source.read_bytes()
@@ -296,6 +294,12 @@ def test_required_models_by_backend():
     assert required_models(sep_config(backend="bs_roformer")) == ["bs_roformer:BS-Roformer-SW.ckpt"]
 
 
+def test_enabled_auto_is_fetched_but_not_required():
+    auto = sep_config(enabled="auto", demucs={"model": "htdemucs_6s"})
+    assert required_models(auto) == ["demucs:htdemucs_6s"]  # `make models` fetches it
+    assert required_models(auto, include_auto=False) == []
+
+
 def test_required_models_nothing_when_separation_is_off():
     assert required_models(sep_config(enabled=False, demucs={"model": "htdemucs"})) == []
     assert required_models({}) == []
@@ -315,8 +319,15 @@ def test_check_models_names_missing_files_and_the_command(tmp_path):
         assert str(models_dir / f.path) in message
     assert "\n" not in message
 
-    # Disabled: nothing needed, nothing checked.
+    # Disabled, or auto (off while the model is missing): nothing checked.
     assert check_models(sep_config(enabled=False), REAL_MANIFEST, models_dir) == []
+    assert check_models(sep_config(enabled="auto"), REAL_MANIFEST, models_dir) == []
+
+
+def test_the_projects_config_file_needs_a_real_manifest_entry():
+    config = models.load_config([REPO / "config" / "config.yaml"])
+    names = {e.name for e in load_manifest(REAL_MANIFEST)}
+    assert set(required_models(config)) <= names
 
 
 def test_check_models_passes_when_files_are_there(tmp_path):
@@ -374,7 +385,7 @@ def test_real_manifest_is_complete_and_consistent():
     for e in entries:
         assert e.name.startswith(f"{e.backend}:")
         assert e.licence and e.source and e.description
-        assert "MIT" != e.licence  # neither the Demucs nor the RoFormer weights are MIT
+        assert e.licence != "MIT"  # neither the Demucs nor the RoFormer weights are MIT
         for f in e.files:
             assert (f.url and (f.sha256 or f.sha256_prefix)) or f.from_package, f.path
             assert f.path not in paths, f"{f.path} listed twice"
@@ -389,8 +400,6 @@ def test_real_manifest_is_complete_and_consistent():
 
 
 def test_real_manifest_bag_yamls_match_the_installed_demucs():
-    import importlib.util
-
     remote = Path(next(iter(importlib.util.find_spec("demucs").submodule_search_locations)))
     for e in load_manifest(REAL_MANIFEST):
         if e.backend != "demucs":
@@ -444,6 +453,12 @@ def test_cli_download_list_and_one_line_errors(tmp_path, server, capsys):
     table = capsys.readouterr().out
     assert re.search(r"demucs:c\s+yes\s+1\s+.*present\s+test-only", table)
     assert re.search(r"bs_roformer:bad.ckpt\s+1\s+.*missing 1/1", table)
+
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(yaml.safe_dump({"source_separation": {"enabled": "auto"}}))
+    argv = ["--manifest", str(manifest), "list", "--config", str(config), str(auto)]
+    assert models.main([*argv, "--models-dir", str(models_dir)]) == 0
+    assert re.search(r"demucs:c\s+auto\s", capsys.readouterr().out)  # later file wins
 
     argv = ["--manifest", str(manifest), "download", "--all", *common]
     assert models.main(argv) == 1

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import GUITARSET, TRUMPET
 from demucs.pretrained import REMOTE_ROOT
 from model_fixtures.demucs_tiny import write_tiny_htdemucs
 
+from conftest import GUITARSET, TRUMPET
 from mirflow.audio import load_audio, resample
 from mirflow.separation import STEMS, ModelNotFoundError, SeparationError
 from mirflow.separation import demucs_backend as db
@@ -33,10 +33,15 @@ SIX = (*STEMS, "guitar", "piano")
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    """A models/ folder holding two tiny models side by side in models/demucs/."""
+    """A models/ folder holding tiny models side by side in models/demucs/.
+
+    Most use a 2 s training segment (chunks of 2 s: fast, and 3 s of audio already takes
+    several overlapping chunks); ``tiny_htdemucs_78`` keeps htdemucs's own 7.8 s.
+    """
     root = tmp_path_factory.mktemp("models")
-    write_tiny_htdemucs(root / "demucs", name="tiny_htdemucs")
-    write_tiny_htdemucs(root / "demucs", name="tiny_htdemucs_6s", sources=SIX, seed=1)
+    write_tiny_htdemucs(root / "demucs", name="tiny_htdemucs", segment=2)
+    write_tiny_htdemucs(root / "demucs", name="tiny_htdemucs_6s", sources=SIX, seed=1, segment=2)
+    write_tiny_htdemucs(root / "demucs", name="tiny_htdemucs_78", seed=2)
     return root
 
 
@@ -124,6 +129,15 @@ def test_separates_real_stereo_audio_into_the_models_stems(backend, trumpet):
         assert np.isfinite(stem).all()
         assert np.abs(stem).max() > 0
     assert not np.allclose(stems["drums"], stems["vocals"])
+
+
+def test_official_segment_length_on_ten_seconds(models_dir):
+    b = DemucsBackend("tiny_htdemucs_78", models_dir, device="cpu")
+    assert float(b._max_segment()) == 7.8
+    guitar, _ = load_audio(GUITARSET)
+    stems = b.separate(guitar[:, : 10 * SR], SR)  # two 7.8 s chunks
+    assert list(stems) == list(STEMS)
+    assert all(s.shape == (2, 10 * SR) and np.isfinite(s).all() for s in stems.values())
 
 
 def test_mono_22050_input_is_resampled_and_made_stereo(backend):
@@ -232,13 +246,21 @@ def test_missing_checkpoint_names_the_file_and_make_models(models_dir, tmp_path)
 
 def test_missing_official_files_are_named_exactly(tmp_path):
     (tmp_path / "demucs").mkdir()
-    with pytest.raises(ModelNotFoundError, match=r"demucs/htdemucs\.yaml, .*/955717e8-8726e21a\.th are missing.*make models"):
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"demucs/htdemucs\.yaml, .*/955717e8-8726e21a\.th are missing.*make models",
+    ):
         DemucsBackend("htdemucs", tmp_path, device="cpu")
     shutil.copy(REMOTE_ROOT / "htdemucs_ft.yaml", tmp_path / "demucs")
     with pytest.raises(ModelNotFoundError) as err:
         DemucsBackend("htdemucs_ft", tmp_path, device="cpu")
     message = str(err.value)
-    for name in ("f7e0c4bc-ba3fe64a", "d12395a8-e57c48e6", "92cfc3b6-ef3bcb9c", "04573f0d-f3cf25b2"):
+    for name in (
+        "f7e0c4bc-ba3fe64a",
+        "d12395a8-e57c48e6",
+        "92cfc3b6-ef3bcb9c",
+        "04573f0d-f3cf25b2",
+    ):
         assert f"{tmp_path / 'demucs' / name}.th" in message
     assert "are missing" in message and "make models" in message
 

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 # Snakemake puts a rule script's own folder (scripts/) on its path.
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
-from mirflow.batches import make_batches, stems_are_current
+from mirflow.batches import make_batches, recorded_batch, stems_are_current
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
 from mirflow.separation import STEMS, missing_files
 from mirflow.summary import format_summary, load_summary, mark_run_started
@@ -165,42 +165,52 @@ def plan_stems():
     or a separation batch. Only tracks that need separating are batched, so
     finished stems are never recomputed and new tracks form new batches."""
     if not SEPARATION_ON:
-        return {}, {}
-    origin, pending = {}, []
+        return {}, {}, {}
+    origin, pending, finished = {}, [], {}
     for track, library_stems in TRACKS["library_stems"].items():
         if SEPARATION["use_library_stems"] and set(STEMS) <= set(library_stems):
-            origin[track] = "library"
+            origin[track] = ("library", None)
         elif stems_are_current(OUT, track):
-            origin[track] = "done"
+            batch, members = recorded_batch(OUT, track)
+            origin[track] = ("done", batch)
+            if batch:
+                finished[batch] = members
         else:
             pending.append(track)
     batches = make_batches(pending, SEPARATION["batch_size"])
     for batch, members in batches.items():
-        origin.update({track: batch for track in members})
-    return origin, batches
+        origin.update({track: ("separate", batch) for track in members})
+    return origin, batches, finished
 
 
-STEM_ORIGIN, BATCHES = plan_stems()
-
-
-def get_batch_sources(wildcards):
-    return [f"{OUT}/tracks/{track}/source.json" for track in BATCHES[wildcards.batch]]
+STEM_ORIGIN, BATCHES, FINISHED_BATCHES = plan_stems()
 
 
 def get_batch_members(wildcards):
-    return [[track, TRACKS.loc[track, "path"]] for track in BATCHES[wildcards.batch]]
+    """``[track, source path]`` of a batch to run, or of a finished one exactly
+    as it ran (see get_stems_input): same params, so nothing is redone."""
+    if wildcards.batch in BATCHES:
+        return [[track, TRACKS.loc[track, "path"]] for track in BATCHES[wildcards.batch]]
+    return FINISHED_BATCHES.get(wildcards.batch, [])
+
+
+def get_batch_sources(wildcards):
+    return [f"{OUT}/tracks/{track}/source.json" for track, _ in get_batch_members(wildcards)]
 
 
 def get_stems_input(wildcards):
-    """The batch folder the track was separated into (nothing for library
-    stems, which are a param: their paths may hold braces, or stems already
-    done)."""
-    origin = STEM_ORIGIN[wildcards.track]
-    return [f"{OUT}/separation/{origin}"] if origin in BATCHES else []
+    """The batch folder the track is (or was) separated in.
+
+    A finished track names the batch it came from, so its input set stays the
+    same and Snakemake sees nothing to redo; library stems have none (they are
+    a param: their paths may hold braces).
+    """
+    kind, batch = STEM_ORIGIN[wildcards.track]
+    return [f"{OUT}/separation/{batch}"] if batch else []
 
 
 def get_library_stems(wildcards):
-    if STEM_ORIGIN[wildcards.track] != "library":
+    if STEM_ORIGIN[wildcards.track][0] != "library":
         return {}
     return TRACKS.loc[wildcards.track, "library_stems"]
 

@@ -36,7 +36,7 @@ class SeparationBackend(Protocol):
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu" (with a warning: slow)."""
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu" (with a warning: slow)."""
     import logging  # noqa: PLC0415
 
     import torch  # noqa: PLC0415

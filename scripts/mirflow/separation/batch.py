@@ -13,7 +13,7 @@ from mirflow.atomic import write_json
 from mirflow.audio import load_audio
 from mirflow.errors import TrackError
 from mirflow.records import StageResult, write_result
-from mirflow.separation import SeparationBackend
+from mirflow.separation import SeparationBackend, SeparationError
 from mirflow.stems import fold_stems, write_stem
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,31 @@ def separate_track(
     return stems, backend.sample_rate, fields
 
 
-def separate_batch(
-    backend: SeparationBackend,
+def run_batch(
     members: list[tuple[str, str]],
     out_dir: str | os.PathLike,
     separation: dict[str, Any],
+    models_dir: str | os.PathLike,
+) -> tuple[str, dict[str, StageResult]]:
+    """The separate rule: load the model once, separate every member.
+
+    A model that is present but will not load (a bad checkpoint) fails each
+    track of the batch with that cause, and the run goes on; a missing model
+    (ModelNotFoundError) fails the job, since no track can succeed.
+    """
+    try:
+        backend = make_backend(separation, models_dir, out_dir)
+    except SeparationError as exc:
+        return "unloaded", separate_batch(None, members, out_dir, separation, load_error=exc)
+    return backend.name, separate_batch(backend, members, out_dir, separation)
+
+
+def separate_batch(
+    backend: SeparationBackend | None,
+    members: list[tuple[str, str]],
+    out_dir: str | os.PathLike,
+    separation: dict[str, Any],
+    load_error: Exception | None = None,
 ) -> dict[str, StageResult]:
     """Separate each ``(track, source path)`` into ``out_dir/<track>/``.
 
@@ -70,23 +90,41 @@ def separate_batch(
     failed record and the batch goes on.
     """
     out_dir = Path(out_dir)
+    # The stems rule keeps the member list, so a later run can name this batch
+    # with the same inputs and params and see that nothing is to be redone.
+    write_json(out_dir / "batch.json", {"members": [list(m) for m in members]})
     results = {}
     for track, source in members:
         folder = out_dir / track
         folder.mkdir(parents=True, exist_ok=True)
         try:
+            if load_error is not None:
+                raise load_error
             stems, sr, fields = separate_track(backend, source, separation)
             files = {}
             for name, audio in stems.items():
                 files[name] = f"{name}.{separation['format']}"
-                write_stem(folder / files[name], audio, sr, separation["format"],
-                           separation["mp3_bitrate"])
+                write_stem(
+                    folder / files[name], audio, sr, separation["format"], separation["mp3_bitrate"]
+                )
             result = StageResult("separate", track={**fields, "stem_files_written": files})
         except TrackError as exc:
             log.warning("%s: %s", track, exc)
             result = StageResult("separate", status="failed", error=f"separate: {exc}")
         write_result(folder / "separation.json", result)
         results[track] = result
-    write_json(out_dir / "batch.json", {"members": [t for t, _ in members],
-                                        "model_loads": getattr(backend, "load_count", None)})
     return results
+
+
+def loads_in_this_process() -> int:
+    """Models loaded by this process, all backends (the batch rule's promise: 1)."""
+    import sys  # noqa: PLC0415
+
+    return sum(
+        getattr(sys.modules[module], cls).load_count
+        for module, cls in (
+            ("mirflow.separation.demucs_backend", "DemucsBackend"),
+            ("mirflow.separation.roformer_backend", "RoformerBackend"),
+        )
+        if module in sys.modules
+    )

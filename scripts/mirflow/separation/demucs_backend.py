@@ -280,9 +280,7 @@ class DemucsBackend:
             audio = audio[:2]
         mix = resample(np.ascontiguousarray(audio), int(sr), self.sample_rate)
         if mix.shape[1] < 2:
-            raise SeparationError(
-                f"too short to separate ({audio.shape[1]} samples at {sr} Hz)"
-            )
+            raise SeparationError(f"too short to separate ({audio.shape[1]} samples at {sr} Hz)")
         return np.ascontiguousarray(mix, dtype=np.float32)
 
 

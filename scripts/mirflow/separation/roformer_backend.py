@@ -157,7 +157,9 @@ class RoformerBackend:
         with warnings.catch_warnings(), _env_var_removed("AUDIO_SEPARATOR_MODEL_DIR"):
             try:
                 separator = Separator(
-                    log_level=logging.WARNING,
+                    # ERROR: its warnings are per-file chatter ("Using soundfile
+                    # for writing" once per stem); errors are kept (see _describe).
+                    log_level=logging.ERROR,
                     model_file_dir=str(self.model_dir),
                     output_dir=None,  # set per call on the model instance (see separate)
                     output_format="WAV",
@@ -203,7 +205,9 @@ class RoformerBackend:
             ) from exc
         instance = self._separator.model_instance
         if instance is None or not getattr(instance, "is_roformer", False):
-            raise SeparationError(f"{self.ckpt_path}: audio-separator did not load it as a RoFormer")
+            raise SeparationError(
+                f"{self.ckpt_path}: audio-separator did not load it as a RoFormer"
+            )
         # Settings are captured on the model instance at load time. Peak
         # normalisation would rescale the mix and then each stem on its own when
         # its peak exceeds the threshold, so stems would no longer add up to the
@@ -295,7 +299,9 @@ class RoformerBackend:
         if audio.ndim == 1:
             audio = audio[np.newaxis]
         if audio.ndim != 2 or audio.shape[0] == 0 or audio.shape[1] == 0:
-            raise SeparationError(f"{self.name}: expected (channels, samples) audio, got {audio.shape}")
+            raise SeparationError(
+                f"{self.name}: expected (channels, samples) audio, got {audio.shape}"
+            )
         if not np.isfinite(audio).all():
             raise SeparationError(f"{self.name}: the mix contains NaN or infinite samples")
         if audio.shape[0] > 2:  # the models are stereo: fold anything wider to mono

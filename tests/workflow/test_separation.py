@@ -1,0 +1,160 @@
+"""Separation through the real workflow, with tiny random models of the real
+architectures (HTDemucs through demucs, BS-RoFormer through audio-separator)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import GUITARSET, TRUMPET
+from mirflow.audio import load_audio
+from mirflow.stems import write_stem
+from snakemake_runner import job_counts, run_snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+CROP_LENGTH = 65536
+
+
+def library_of_two(root):
+    library = root / "library"
+    library.mkdir()
+    shutil.copy(GUITARSET, library / "guitar.flac")
+    shutil.copy(TRUMPET, library / "trumpet name.ogg")
+    return library
+
+
+def separation_config(root, library, backend, model_key, model, **extra):
+    return write_config(
+        root / "config.yaml", library, root / "out", models_dir=str(root / "models"),
+        source_separation={"enabled": True, "backend": backend, "device": "cpu",
+                           "threads": 1, backend: {model_key: model}, **extra},
+        crops={"length_samples": CROP_LENGTH},
+    )  # fmt: skip
+
+
+def check_stems_and_crops(out, track, expected_stems):
+    """Stems of the mix's length and rate, cut into the crops; returns how far
+    the stems' sum is from the mix (max absolute sample difference)."""
+    source = json.loads((out / "tracks" / track / "source.json").read_text())["track"]["source"]
+    mix, _ = load_audio(out.parent / "library" / source, sr=44100)
+    stems_dir = out / "dataset" / track / "stems"
+    files = sorted(p.name for p in stems_dir.iterdir())
+    assert files == sorted(f"{s}.flac" for s in expected_stems)
+    total = 0
+    for name in expected_stems:
+        audio, stem_sr = sf.read(stems_dir / f"{name}.flac", always_2d=True)
+        assert stem_sr == 44100 and audio.shape[0] == mix.shape[1]  # the mix's length and rate
+        total = total + audio.T
+    info = json.loads((out / "dataset" / track / f"{track}.INFO").read_text())
+    assert info["status"] == "ok" and info["stems_origin"] == "separated"
+    assert set(info["stem_files"]) == set(expected_stems)
+    for name in expected_stems:
+        assert f"lufs_{name}" in info
+    for name in ("drums", "bass", "other"):
+        assert f"onset_density_{name}" in info and f"syncopation_{name}" in info
+    crops = sorted((out / "dataset" / track / "crops").glob("*.INFO"))
+    assert crops
+    crop = json.loads(crops[0].read_text())
+    assert set(crop["stem_files"]) == set(expected_stems)
+    for stem_file in crop["stem_files"].values():
+        data, _ = sf.read(crops[0].parent / stem_file, always_2d=True)
+        assert data.shape == (CROP_LENGTH, 2)
+    stereo_mix = np.repeat(mix, 2, axis=0) if mix.shape[0] == 1 else mix
+    return float(np.max(np.abs(total - stereo_mix)))
+
+
+def model_loads(out):
+    logs = list((out / "logs" / "separate").glob("*.log"))
+    return [
+        json.loads(line.split("model_loads=", 1)[1])
+        for log in logs
+        for line in log.read_text().splitlines()
+        if "model_loads=" in line
+    ]
+
+
+def test_demucs_end_to_end(tmp_path):
+    from model_fixtures.demucs_tiny import write_tiny_htdemucs
+
+    library = library_of_two(tmp_path)
+    name = write_tiny_htdemucs(tmp_path / "models" / "demucs", name="tiny_htdemucs")
+    config = separation_config(tmp_path, library, "demucs", "model", name)
+    dry = run_snakemake(tmp_path, config, "--dry-run")
+    assert job_counts(dry.stdout)["separate"] == 1  # both tracks in one batch
+    run_snakemake(tmp_path, config)
+    out = tmp_path / "out"
+    error = check_stems_and_crops(out, "guitar", ["drums", "bass", "other", "vocals"])
+    print(f"\ndemucs (tiny, random): max |sum(stems) - mix| = {error:.2e}")
+    assert model_loads(out) == [1]
+    assert not (out / "separation").exists()  # batch folders are temporary
+    again = run_snakemake(tmp_path, config, "--dry-run")
+    assert "Nothing to be done" in again.stdout
+
+
+def test_bs_roformer_end_to_end_folds_extra_stems(tmp_path):
+    from model_fixtures.roformer_tiny import write_tiny_bs_roformer
+
+    library = library_of_two(tmp_path)
+    model_file = write_tiny_bs_roformer(tmp_path / "models")
+    config = separation_config(tmp_path, library, "bs_roformer", "model_file", model_file)
+    run_snakemake(tmp_path, config)
+    out = tmp_path / "out"
+    error = check_stems_and_crops(out, "guitar", ["drums", "bass", "other", "vocals"])
+    print(f"\nbs_roformer (tiny, random): max |sum(stems) - mix| = {error:.2e}")
+    info = json.loads((out / "dataset" / "guitar" / "guitar.INFO").read_text())
+    assert {"guitar", "piano"} <= set(info["stems_model_outputs"])
+    assert model_loads(out) == [1]
+
+
+def test_bad_checkpoint_fails_the_tracks_with_a_clear_error_and_the_run_goes_on(tmp_path):
+    from model_fixtures.roformer_tiny import write_tiny_bs_roformer
+
+    library = library_of_two(tmp_path)
+    model_file = write_tiny_bs_roformer(tmp_path / "models")
+    ckpt = tmp_path / "models" / "audio-separator" / model_file
+    ckpt.write_bytes(np.random.default_rng(0).bytes(4096))
+    config = separation_config(tmp_path, library, "bs_roformer", "model_file", model_file)
+    run_snakemake(tmp_path, config)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["tracks_failed"] == 2
+    assert all(model_file in f["error"] for f in summary["failed_tracks"])
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
+def test_existing_stems_skip_separation(tmp_path, fmt):
+    """Stems beside the track in the library are taken: no separate job runs."""
+    library = tmp_path / "library"
+    (library / "Song").mkdir(parents=True)
+    shutil.copy(TRUMPET, library / "Song" / "mix.ogg")
+    mix, sr = load_audio(TRUMPET)
+    for name, part in zip(("drums", "bass", "other", "vocals"), (0.1, 0.2, 0.3, 0.4), strict=True):
+        write_stem(library / "Song" / f"{name}.{fmt}", mix * part, sr, fmt)
+    config = separation_config(tmp_path, library, "demucs", "model", "htdemucs_absent",
+                               enabled=True)  # fmt: skip
+    counts = job_counts(run_snakemake(tmp_path, config, "--dry-run").stdout)
+    assert "separate" not in counts and counts["stems"] == 1 and counts["ingest"] == 1
+    run_snakemake(tmp_path, config)
+    info = json.loads((tmp_path / "out" / "dataset" / "Song__mix" / "Song__mix.INFO").read_text())
+    assert info["stems_origin"] == "library"
+    assert info["stem_files"]["drums"] == f"stems/drums.{fmt}"
+
+
+def test_separation_is_off_without_a_model_and_the_summary_says_so(tmp_path):
+    library = library_of_two(tmp_path)
+    config = write_config(
+        tmp_path / "config.yaml",
+        library,
+        tmp_path / "out",
+        models_dir=str(tmp_path / "models"),
+        stages={"crops": False},
+    )
+    counts = job_counts(run_snakemake(tmp_path, config, "--dry-run").stdout)
+    assert "separate" not in counts and "stems" not in counts
+    run_snakemake(tmp_path, config)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert any(
+        "source separation: off" in note and "make models" in note for note in summary["notes"]
+    )
