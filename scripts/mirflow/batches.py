@@ -39,14 +39,18 @@ def stems_are_current(output_root: str | os.PathLike, track: str) -> bool:
         return True  # stems given without a source record: nothing says they are stale
 
 
-def recorded_batch(output_root: str | os.PathLike, track: str) -> tuple[str | None, list]:
-    """The separation batch a finished track's stems came from, and that
-    batch's ``[track, source path]`` members, from its stems.json."""
+def recorded_batch(output_root: str | os.PathLike, track: str) -> dict:
+    """How a finished track's stems were made, from its stems.json:
+    ``{"batch", "members" ([track, source path] of that batch), "config"}``."""
     import json  # noqa: PLC0415
 
     try:
         record = json.loads((Path(output_root) / "tracks" / track / "stems.json").read_text())
     except (OSError, ValueError):
-        return None, []
+        return {"batch": None, "members": [], "config": None}
     fields = record.get("track", {})
-    return fields.get("stems_batch"), fields.get("stems_batch_members", [])
+    return {
+        "batch": fields.get("stems_batch"),
+        "members": fields.get("stems_batch_members", []),
+        "config": fields.get("stems_config"),
+    }

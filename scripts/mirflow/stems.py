@@ -185,7 +185,9 @@ def collect_stems(
         fields = {k: v for k, v in record.track.items() if k != "stem_files_written"}
         fields["stems_origin"] = "separated"
         fields["stems_batch"] = Path(batch_dir).name
-        fields["stems_batch_members"] = read_json(Path(batch_dir) / "batch.json")["members"]
+        batch = read_json(Path(batch_dir) / "batch.json")
+        fields["stems_batch_members"] = batch["members"]
+        fields["stems_config"] = batch["separation"]
     else:
         files = {name: Path(path) for name, path in library_stems.items()}
         fields = {"stems_origin": "library"}

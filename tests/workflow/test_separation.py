@@ -92,6 +92,11 @@ def test_demucs_end_to_end(tmp_path):
     assert not (out / "separation").exists()  # batch folders are temporary
     again = run_snakemake(tmp_path, config, "--dry-run")
     assert "Nothing to be done" in again.stdout
+    # Existing stems are final: another format or model in the config does
+    # not separate them again (delete a track's stems/ to redo it).
+    changed = separation_config(tmp_path, library, "demucs", "model", "htdemucs",
+                                format="mp3")  # fmt: skip
+    assert "Nothing to be done" in run_snakemake(tmp_path, changed, "--dry-run").stdout
 
 
 def test_bs_roformer_end_to_end_folds_extra_stems(tmp_path):

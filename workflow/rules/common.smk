@@ -171,10 +171,10 @@ def plan_stems():
         if SEPARATION["use_library_stems"] and set(STEMS) <= set(library_stems):
             origin[track] = ("library", None)
         elif stems_are_current(OUT, track):
-            batch, members = recorded_batch(OUT, track)
-            origin[track] = ("done", batch)
-            if batch:
-                finished[batch] = members
+            made = recorded_batch(OUT, track)
+            origin[track] = ("done", made["batch"])
+            if made["batch"]:
+                finished[made["batch"]] = made
         else:
             pending.append(track)
     batches = make_batches(pending, SEPARATION["batch_size"])
@@ -191,7 +191,24 @@ def get_batch_members(wildcards):
     as it ran (see get_stems_input): same params, so nothing is redone."""
     if wildcards.batch in BATCHES:
         return [[track, TRACKS.loc[track, "path"]] for track in BATCHES[wildcards.batch]]
-    return FINISHED_BATCHES.get(wildcards.batch, [])
+    return FINISHED_BATCHES.get(wildcards.batch, {}).get("members", [])
+
+
+def batch_config(batch):
+    """The separation settings of a batch: the config's for a batch to run,
+    the recorded ones for a finished batch, so that editing the config never
+    re-separates stems that exist (delete a track's stems/ to redo it)."""
+    finished = FINISHED_BATCHES.get(batch)
+    return finished["config"] if finished and finished["config"] else SEPARATION
+
+
+def get_batch_config(wildcards):
+    return batch_config(wildcards.batch)
+
+
+def get_track_separation_config(wildcards):
+    kind, batch = STEM_ORIGIN[wildcards.track]
+    return batch_config(batch) if batch else SEPARATION
 
 
 def get_batch_sources(wildcards):

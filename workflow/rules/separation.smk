@@ -15,7 +15,7 @@ rule separate:
         f"{BENCHMARKS}/separate/{{batch}}.tsv"
     params:
         members=get_batch_members,
-        separation=SEPARATION,
+        separation=get_batch_config,
         models_dir=config["models_dir"],
     threads: SEPARATION["threads"]
     resources:
@@ -41,7 +41,7 @@ rule stems:
     params:
         library_stems=get_library_stems,
         library_stamp=get_library_stems_stamp,
-        separation=SEPARATION,
+        separation=get_track_separation_config,
     threads: 1
     resources:
         mem_mb=mem_mb("stems"),

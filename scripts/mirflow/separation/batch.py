@@ -92,7 +92,10 @@ def separate_batch(
     out_dir = Path(out_dir)
     # The stems rule keeps the member list, so a later run can name this batch
     # with the same inputs and params and see that nothing is to be redone.
-    write_json(out_dir / "batch.json", {"members": [list(m) for m in members]})
+    write_json(
+        out_dir / "batch.json",
+        {"members": [list(m) for m in members], "separation": separation},
+    )
     results = {}
     for track, source in members:
         folder = out_dir / track
