@@ -308,7 +308,7 @@ def test_batch_process_survives_a_bad_model(models_dir, tmp_path):
         print(json.dumps({{"done": done, "failed": failed, "tried": tried, "net": net}}))
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )

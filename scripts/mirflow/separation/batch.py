@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 def make_backend(separation: dict[str, Any], models_dir: str | os.PathLike, work_dir=None):
     """The configured backend, with its model loaded (once)."""
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(separation["threads"])  # CPU runs: the job's share of cores
     if separation["backend"] == "bs_roformer":
         from mirflow.separation.roformer_backend import RoformerBackend  # noqa: PLC0415
 

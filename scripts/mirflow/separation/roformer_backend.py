@@ -452,4 +452,6 @@ def _describe(exc: BaseException, logged: list[str]) -> str:
         # Its first ERROR line carries the underlying torch error.
         return f"{text}: {logged[0]}" if logged else text
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+    first = lines[0] if lines else "no message"
+    # One line, short: it ends up in the track's failure record.
+    return f"{type(exc).__name__}: {first if len(first) <= 200 else first[:199] + '…'}"
