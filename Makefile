@@ -20,6 +20,7 @@ test-fast: setup
 
 bench: setup
 	$(PYTHON) benchmarks/demo_pipeline.py
+	$(PYTHON) benchmarks/separation.py
 
 lint: setup
 	$(VENV)/bin/snakemake --lint

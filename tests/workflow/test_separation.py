@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import GUITARSET, TRUMPET
+from conftest import GUITARSET, LIBRARY, TRUMPET
 from mirflow.audio import load_audio
 from mirflow.stems import write_stem
 from snakemake_runner import job_counts, run_snakemake, write_config
@@ -16,6 +16,8 @@ from snakemake_runner import job_counts, run_snakemake, write_config
 pytestmark = pytest.mark.slow
 
 CROP_LENGTH = 65536
+DEMO_CROP = 524288  # the default: 29 crops from the demo library
+GUITAR_ID = "guitarset_00_BN1-129-Eb_comp_mic"
 
 
 def library_of_two(root):
@@ -26,16 +28,23 @@ def library_of_two(root):
     return library
 
 
-def separation_config(root, library, backend, model_key, model, **extra):
+def demo_library(root):
+    """The whole demo library (7 real recordings, 421 s)."""
+    library = root / "library"
+    shutil.copytree(LIBRARY, library, ignore=shutil.ignore_patterns("*.md"))
+    return library
+
+
+def separation_config(root, library, backend, model_key, model, crop_length=CROP_LENGTH, **extra):
     return write_config(
         root / "config.yaml", library, root / "out", models_dir=str(root / "models"),
         source_separation={"enabled": True, "backend": backend, "device": "cpu",
                            "threads": 1, backend: {model_key: model}, **extra},
-        crops={"length_samples": CROP_LENGTH},
+        crops={"length_samples": crop_length},
     )  # fmt: skip
 
 
-def check_stems_and_crops(out, track, expected_stems):
+def check_stems_and_crops(out, track, expected_stems, crop_length=CROP_LENGTH):
     """Stems of the mix's length and rate, cut into the crops; returns how far
     the stems' sum is from the mix (max absolute sample difference)."""
     source = json.loads((out / "tracks" / track / "source.json").read_text())["track"]["source"]
@@ -61,7 +70,7 @@ def check_stems_and_crops(out, track, expected_stems):
     assert set(crop["stem_files"]) == set(expected_stems)
     for stem_file in crop["stem_files"].values():
         data, _ = sf.read(crops[0].parent / stem_file, always_2d=True)
-        assert data.shape == (CROP_LENGTH, 2)
+        assert data.shape == (crop_length, 2)
     stereo_mix = np.repeat(mix, 2, axis=0) if mix.shape[0] == 1 else mix
     return float(np.max(np.abs(total - stereo_mix)))
 
@@ -79,14 +88,17 @@ def model_loads(out):
 def test_demucs_end_to_end(tmp_path):
     from model_fixtures.demucs_tiny import write_tiny_htdemucs
 
-    library = library_of_two(tmp_path)
+    library = demo_library(tmp_path)
     name = write_tiny_htdemucs(tmp_path / "models" / "demucs", name="tiny_htdemucs")
-    config = separation_config(tmp_path, library, "demucs", "model", name)
+    config = separation_config(tmp_path, library, "demucs", "model", name, DEMO_CROP)
     dry = run_snakemake(tmp_path, config, "--dry-run")
-    assert job_counts(dry.stdout)["separate"] == 1  # both tracks in one batch
+    assert job_counts(dry.stdout)["separate"] == 1  # 7 tracks, batch_size 8: one job
     run_snakemake(tmp_path, config)
     out = tmp_path / "out"
-    error = check_stems_and_crops(out, "guitar", ["drums", "bass", "other", "vocals"])
+    for track in (p.name for p in (out / "dataset").iterdir()):
+        if track != "sorohanro_-_solo-trumpet-06.hq":  # 5.3 s: shorter than one crop
+            check_stems_and_crops(out, track, ["drums", "bass", "other", "vocals"], DEMO_CROP)
+    error = check_stems_and_crops(out, GUITAR_ID, ["drums", "bass", "other", "vocals"], DEMO_CROP)
     print(f"\ndemucs (tiny, random): max |sum(stems) - mix| = {error:.2e}")
     assert model_loads(out) == [1]
     assert not (out / "separation").exists()  # batch folders are temporary
@@ -94,7 +106,7 @@ def test_demucs_end_to_end(tmp_path):
     assert "Nothing to be done" in again.stdout
     # Existing stems are final: another format or model in the config does
     # not separate them again (delete a track's stems/ to redo it).
-    changed = separation_config(tmp_path, library, "demucs", "model", "htdemucs",
+    changed = separation_config(tmp_path, library, "demucs", "model", "htdemucs", DEMO_CROP,
                                 format="mp3")  # fmt: skip
     assert "Nothing to be done" in run_snakemake(tmp_path, changed, "--dry-run").stdout
 
@@ -102,14 +114,16 @@ def test_demucs_end_to_end(tmp_path):
 def test_bs_roformer_end_to_end_folds_extra_stems(tmp_path):
     from model_fixtures.roformer_tiny import write_tiny_bs_roformer
 
-    library = library_of_two(tmp_path)
+    library = demo_library(tmp_path)
     model_file = write_tiny_bs_roformer(tmp_path / "models")
-    config = separation_config(tmp_path, library, "bs_roformer", "model_file", model_file)
+    config = separation_config(
+        tmp_path, library, "bs_roformer", "model_file", model_file, DEMO_CROP
+    )
     run_snakemake(tmp_path, config)
     out = tmp_path / "out"
-    error = check_stems_and_crops(out, "guitar", ["drums", "bass", "other", "vocals"])
+    error = check_stems_and_crops(out, GUITAR_ID, ["drums", "bass", "other", "vocals"], DEMO_CROP)
     print(f"\nbs_roformer (tiny, random): max |sum(stems) - mix| = {error:.2e}")
-    info = json.loads((out / "dataset" / "guitar" / "guitar.INFO").read_text())
+    info = json.loads((out / "dataset" / GUITAR_ID / f"{GUITAR_ID}.INFO").read_text())
     assert {"guitar", "piano"} <= set(info["stems_model_outputs"])
     assert model_loads(out) == [1]
 

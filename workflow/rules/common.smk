@@ -153,7 +153,7 @@ def separation_state():
             f"source separation: off, no model in {config['models_dir']} "
             f"({', '.join(str(m) for m in missing)} missing: run `make models`)"
         )
-    return True, ""  # enabled: true and missing: the separate job names the file
+    return True, ""  # enabled: true and missing: stops below if any track needs separating
 
 
 SEPARATION_ON, SEPARATION_NOTE = separation_state()
@@ -184,6 +184,12 @@ def plan_stems():
 
 
 STEM_ORIGIN, BATCHES, FINISHED_BATCHES = plan_stems()
+
+if BATCHES and (missing := missing_files(SEPARATION, config["models_dir"])):
+    sys.exit(
+        f"mirflow: source separation needs {', '.join(str(m) for m in missing)}: run `make models` "
+        "(downloads and checks the weights), or set source_separation.enabled: auto or false."
+    )
 
 
 def get_batch_members(wildcards):
