@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from mirflow.atomic import sweep_temporaries
+from mirflow.atomic import read_json, sweep_temporaries
 from mirflow.logs import log_to_file
 from mirflow.summary import format_summary, summarize, write_summary
 
@@ -20,6 +20,7 @@ summary, manifest = summarize(
     snakemake.params.input_root,
     list(snakemake.input.datasets),
     notes=snakemake.params.notes,
+    exports=read_json(snakemake.input.exports[0]) if snakemake.input.exports else None,
 )
 write_summary(summary, manifest, snakemake.output.summary, snakemake.output.manifest)
 log.info("\n%s", format_summary(summary))

@@ -50,6 +50,7 @@ class Summary:
     failed_tracks: list[FailedTrack] = field(default_factory=list)
     time_per_rule: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. a stage that is off, and why
+    exports: dict[str, Any] | None = None  # crops kept and dropped by the export filters
 
 
 def mark_run_started(output_root: str | os.PathLike) -> None:
@@ -136,6 +137,7 @@ def summarize(
     dataset_dirs: list[str | os.PathLike],
     now: float | None = None,
     notes: list[str] = (),
+    exports: dict[str, Any] | None = None,
 ) -> tuple[Summary, pd.DataFrame]:
     output_root, input_root = Path(output_root), Path(input_root)
     tracks, crops = read_infos([Path(d) for d in dataset_dirs])
@@ -167,6 +169,7 @@ def summarize(
         ],
         time_per_rule=time_per_rule(output_root / "benchmarks", started),
         notes=[note for note in notes if note],
+        exports=exports,
     )
     return summary, manifest
 
@@ -201,6 +204,11 @@ def format_summary(summary: dict[str, Any] | Summary) -> str:
         ("this run: wall time", fmt(s["wall_time_s"], " s")),
         ("this run: realtime factor", fmt(s["realtime_factor"], "x")),
     ]
+    if s.get("exports"):
+        e = s["exports"]
+        dropped = ", ".join(f"{k}: {v}" for k, v in e.get("dropped_by", {}).items())
+        rows.append(("exports", f"{e['kept']} crops kept, {e['dropped']} dropped by filters"
+                     + (f" ({dropped})" if dropped else "")))  # fmt: skip
     width = max(len(k) for k, _ in rows)
     lines = ["mirflow summary", "-" * 40]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]

@@ -121,11 +121,28 @@ def get_dataset_dirs(wildcards=None):
     return expand(f"{OUT}/dataset/{{track}}", track=TRACKS.index)
 
 
+#: The report's figures (mirflow.report_plots.PLOTS), one caption each.
+REPORT_PLOTS = [
+    "bpm", "key", "loudness", "duration", "aesthetics", "genres", "moods",
+    "crops_per_track", "rule_time",
+]  # fmt: skip
+
+
+def exports_on():
+    return bool(config["export"]["formats"])
+
+
+def get_export_record(wildcards=None):
+    return [f"{OUT}/exports.json"] if exports_on() else []
+
+
 def get_final_output():
     """The summary, and each track's main targets: a deleted beat grid or crop
     folder is then made again (with what depends on it), not silently skipped
     because the dataset built from it still exists."""
     targets = [f"{OUT}/summary.json", f"{OUT}/manifest.parquet"]
+    targets += expand(f"{OUT}/report/{{name}}.png", name=REPORT_PLOTS)
+    targets += get_export_record()
     targets += expand(f"{OUT}/tracks/{{track}}/{{track}}.BEATS", track=TRACKS.index)
     if SEPARATION_ON:
         targets += expand(f"{OUT}/tracks/{{track}}/stems", track=TRACKS.index)

@@ -2,6 +2,7 @@ rule summary:
     input:
         table=f"{OUT}/tracks.tsv",
         datasets=get_dataset_dirs,
+        exports=get_export_record,
     output:
         summary=f"{OUT}/summary.json",
         manifest=f"{OUT}/manifest.parquet",
