@@ -5,16 +5,14 @@ from pathlib import Path
 from mirflow.crops import CropOptions, crop_track
 from mirflow.logs import log_to_file
 from mirflow.records import read_result, run_stage, write_result
-from mirflow.stems import stem_paths
+from mirflow.stems import stems_of
 
 log = log_to_file(snakemake.log[0])
 out_dir = Path(snakemake.output.crops)
 out_dir.mkdir(parents=True, exist_ok=True)
 upstream = [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)]
-stems = {}
-if "stems_record" in snakemake.input.keys():
-    upstream.append(read_result(snakemake.input.stems_record))
-    stems = stem_paths(upstream[-1], snakemake.input.stems)
+stems_record, stems = stems_of(snakemake.input.get("stems_record"), snakemake.input.get("stems"))
+upstream += [stems_record] if stems_record else []
 result = run_stage(
     "crops",
     upstream,

@@ -3,17 +3,15 @@
 from mirflow.feature_records import features_record
 from mirflow.logs import log_to_file
 from mirflow.records import read_result, run_stage, write_result
-from mirflow.stems import stem_paths
+from mirflow.stems import stems_of
 
 log = log_to_file(snakemake.log[0])
 upstream = [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)]
 crops = (
     read_result(snakemake.input.crops_record) if "crops_record" in snakemake.input.keys() else None
 )
-stems = {}
-if "stems_record" in snakemake.input.keys():
-    upstream.append(read_result(snakemake.input.stems_record))
-    stems = stem_paths(upstream[-1], snakemake.input.stems)
+stems_record, stems = stems_of(snakemake.input.get("stems_record"), snakemake.input.get("stems"))
+upstream += [stems_record] if stems_record else []
 result = run_stage(
     "features",
     upstream + ([crops] if crops else []),

@@ -258,3 +258,16 @@ def stem_paths(record: StageResult, stems_dir: str | os.PathLike) -> dict[str, P
         return {}
     base = Path(stems_dir).parent
     return {name: base / rel for name, rel in record.track.get("stem_files", {}).items()}
+
+
+def stems_of(
+    record_path: str | os.PathLike | None, stems_dir: str | os.PathLike | None
+) -> tuple[StageResult | None, dict[str, Path]]:
+    """A track's stems record and ``{stem: file}``, or ``(None, {})`` when the
+    track has no stems (separation off)."""
+    if record_path is None:
+        return None, {}
+    from mirflow.records import read_result  # noqa: PLC0415
+
+    record = read_result(record_path)
+    return record, stem_paths(record, stems_dir)
