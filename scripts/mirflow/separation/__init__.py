@@ -67,10 +67,23 @@ def required_files(separation: dict[str, Any], models_dir: str | Path) -> list[P
     folder = models_dir / "demucs"
     bag = folder / f"{name}.yaml"
     files = [bag]
-    for sig in _bag_signatures(bag if bag.exists() else _packaged_bag(name)):
+    packaged = _packaged_bag(name)
+    official = _official_files(packaged.parent) if packaged else {}
+    for sig in _bag_signatures(bag if bag.exists() else packaged):
         matches = sorted(folder.glob(f"{sig}-*.th")) if folder.is_dir() else []
-        files.append(matches[0] if matches else folder / f"{sig}-<sha256 prefix>.th")
+        files.append(matches[0] if matches else folder / official.get(sig, f"{sig}-<hash>.th"))
     return files
+
+
+def _official_files(remote: Path) -> dict[str, str]:
+    """Signature -> official file name, from the demucs package's ``files.txt``
+    (read here rather than through demucs_backend: this runs at parse time and
+    must not import torch)."""
+    listing = remote / "files.txt"
+    if not listing.exists():
+        return {}
+    names = [line.strip() for line in listing.read_text().splitlines()]
+    return {n.split("-", 1)[0]: n for n in names if n.endswith(".th")}
 
 
 def missing_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:
