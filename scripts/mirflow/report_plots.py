@@ -381,12 +381,7 @@ def plot_genres(tracks: pd.DataFrame, crops: pd.DataFrame, summary: dict, dest) 
     """Top genres: Essentia genre probabilities summed, else tag counts."""
     sums, noun = _essentia(tracks, crops, "essentia_genre")
     if not sums.empty:
-        top = sums.head(TOP_GENRES)
-        fig, ax = _figure()
-        _hbars(ax, list(top.index), list(top.values), "#2ca02c", "{:.1f}")
-        ax.set_title(f"Top {len(top)} genres (Essentia, probabilities summed over {noun})")
-        ax.set_xlabel(f"Summed probability (≈ number of {noun})")
-        return _save(fig, dest)
+        return _plot_summed_top(sums, noun, TOP_GENRES, "genres", "#2ca02c", dest)
     genres = (
         _ok(tracks)["track_metadata_genre"]
         if "track_metadata_genre" in tracks.columns
@@ -414,10 +409,15 @@ def plot_moods(tracks: pd.DataFrame, crops: pd.DataFrame, summary: dict, dest) -
     sums, noun = _essentia(tracks, crops, "essentia_mood")
     if sums.empty:
         return _no_data(dest, "Moods", "`essentia_mood` in crop .INFO (the Essentia pass)")
-    top = sums.head(TOP_MOODS)
+    return _plot_summed_top(sums, noun, TOP_MOODS, "moods", "#9467bd", dest)
+
+
+def _plot_summed_top(sums: pd.Series, noun: str, count: int, what: str, color: str, dest) -> Path:
+    """Horizontal bars of the ``count`` labels with the largest summed probability."""
+    top = sums.head(count)
     fig, ax = _figure()
-    _hbars(ax, list(top.index), list(top.values), "#9467bd", "{:.1f}")
-    ax.set_title(f"Top {len(top)} moods (Essentia, probabilities summed over {noun})")
+    _hbars(ax, list(top.index), list(top.values), color, "{:.1f}")
+    ax.set_title(f"Top {len(top)} {what} (Essentia, probabilities summed over {noun})")
     ax.set_xlabel(f"Summed probability (≈ number of {noun})")
     return _save(fig, dest)
 
