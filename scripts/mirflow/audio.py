@@ -87,15 +87,23 @@ def probe_ffmpeg(path: Path) -> dict:
     }
 
 
+def ffmpeg_decode_command(path: Path) -> list[str]:
+    """ffmpeg arguments that decode ``path`` to interleaved float32 on stdout,
+    at the stream's own rate and channel count.
+
+    An argument list, never a shell string; "-i file:PATH" keeps a name like
+    "-x.m4a" or "a:b.m4a" from being read as an option or a protocol.
+    """
+    return [
+        "ffmpeg", "-nostdin", "-v", "error", "-i", f"file:{path}",
+        "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-",
+    ]  # fmt: skip
+
+
 def _load_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     facts = probe_ffmpeg(path)
     sr, channels = facts["sample_rate"], facts["channels"]
-    # "-i file:PATH" keeps a name like "-x.m4a" or "a:b.m4a" from being read as
-    # an option or a protocol.
-    cmd = [
-        "ffmpeg", "-nostdin", "-v", "error", "-i", f"file:{path}",
-        "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "-",
-    ]  # fmt: skip
+    cmd = ffmpeg_decode_command(path)
     result = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise AudioDecodeError(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from mirflow.audio import probe_ffmpeg
+from mirflow.audio import ffmpeg_decode_command, probe_ffmpeg
 from mirflow.errors import AudioDecodeError
 from mirflow.records import StageResult
 
@@ -90,10 +90,7 @@ def _probe_soundfile(path: Path) -> dict[str, Any]:
 def _probe_ffmpeg_decode(path: Path) -> dict[str, Any]:
     facts = probe_ffmpeg(path)
     channels = facts["channels"]
-    cmd = [
-        "ffmpeg", "-nostdin", "-v", "error", "-i", f"file:{path}",
-        "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-",
-    ]  # fmt: skip
+    cmd = ffmpeg_decode_command(path)
     frames, peak = 0, 0.0
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
