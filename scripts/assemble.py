@@ -13,5 +13,6 @@ info = assemble_track(
     crops_dir=snakemake.input.crops[0] if snakemake.input.crops else None,
     dest=snakemake.output.dataset,
     stems_dir=snakemake.input.stems[0] if snakemake.input.stems else None,
+    file_dirs=list(snakemake.input.files),
 )
 log.info("%s: %s, %d crops %s", info["track"], info["status"], info["crop_count"], info["error"])

@@ -46,6 +46,19 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         shutil.copy2(src, dst)
 
 
+#: Crop fields naming one file, and fields naming a file per stem.
+FILE_FIELDS = ("audio_file", "beats_file", "midi_file")
+FILES_FIELDS = ("stem_files", "midi_stem_files")
+
+
+def crop_files(crop: dict[str, Any]) -> list[str]:
+    """Every file a crop's ``.INFO`` names (they go beside it in the dataset)."""
+    files = [crop[key] for key in FILE_FIELDS if crop.get(key)]
+    for key in FILES_FIELDS:
+        files += list((crop.get(key) or {}).values())
+    return files
+
+
 def track_info(track: str, results: list[StageResult], beats_file: str | None) -> dict[str, Any]:
     """The track's ``.INFO``: every record's track fields, in stage order."""
     failed = first_failure(results)
@@ -94,8 +107,16 @@ def assemble_track(
     crops_dir: str | os.PathLike | None,
     dest: str | os.PathLike,
     stems_dir: str | os.PathLike | None = None,
+    file_dirs: list[str | os.PathLike] = (),
 ) -> dict[str, Any]:
-    """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``."""
+    """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``.
+
+    A crop's files (see :func:`crop_files`) are linked from ``crops_dir`` or,
+    for files a model pass wrote (MIDI), from the first of ``file_dirs`` that
+    has them.
+    """
+    folders = [Path(crops_dir)] if crops_dir is not None else []
+    folders += [Path(d) for d in file_dirs]
     with atomic_directory(dest) as folder:
         if stems_dir is not None and first_failure(results) is None:
             # Not hidden files: Snakemake keeps a .snakemake_timestamp in the folder.
@@ -115,11 +136,16 @@ def assemble_track(
         if crops:
             (folder / "crops").mkdir()
             for name, crop in crops.items():
-                for key in ("audio_file", "beats_file"):
-                    if crop.get(key):
-                        link_or_copy(Path(crops_dir) / crop[key], folder / "crops" / crop[key])
-                for stem_file in crop.get("stem_files", {}).values():
-                    link_or_copy(Path(crops_dir) / stem_file, folder / "crops" / stem_file)
+                for file_name in crop_files(crop):
+                    source = next(
+                        (d / file_name for d in folders if (d / file_name).is_file()), None
+                    )
+                    if source is None:
+                        raise FileNotFoundError(
+                            f"{name}: {file_name} is named in a record but is in none of "
+                            f"{', '.join(map(str, folders))}"
+                        )
+                    link_or_copy(source, folder / "crops" / file_name)
                 write_json(folder / "crops" / f"{name}.INFO", crop)
         info["crop_count"] = len(crops)
         info["crops_failed"] = sum(1 for c in crops.values() if c["status"] != "ok")

@@ -54,3 +54,15 @@ def recorded_batch(output_root: str | os.PathLike, track: str) -> dict:
         "members": fields.get("stems_batch_members", []),
         "config": fields.get("stems_config"),
     }
+
+
+def record_is_current(record: str | os.PathLike, upstream: str | os.PathLike) -> bool:
+    """A pass's record exists and is no older than the record it was made from."""
+    try:
+        made = os.stat(record).st_mtime
+    except OSError:
+        return False
+    try:
+        return made >= os.stat(upstream).st_mtime
+    except OSError:
+        return True  # nothing upstream yet says it is stale

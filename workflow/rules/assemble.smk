@@ -4,6 +4,7 @@ rule assemble:
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         crops=get_crops_dir,
         stems=get_stems_dir,
+        files=get_pass_files_dirs,
     output:
         dataset=directory(f"{OUT}/dataset/{{track}}"),
     log:

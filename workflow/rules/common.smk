@@ -9,8 +9,11 @@ from snakemake.utils import validate
 # Snakemake puts a rule script's own folder (scripts/) on its path.
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
-from mirflow.batches import make_batches, recorded_batch, stems_are_current
+from mirflow.atomic import read_json, write_json
+from mirflow.batches import make_batches, record_is_current, recorded_batch, stems_are_current
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
+from mirflow.passes import RUNNERS, missing_model_files
+from mirflow.passes import recorded_batch as recorded_pass_batch
 from mirflow.separation import STEMS, missing_files
 from mirflow.summary import format_summary, load_summary, mark_run_started
 
@@ -45,6 +48,7 @@ TRACKS = load_track_table()
 # character class keeps matching cheap however large the library.
 wildcard_constraints:
     track=TRACK_ID_PATTERN,
+    batch="b[0-9a-f]+",
 
 
 def mem_mb(rule_name):
@@ -102,7 +106,13 @@ def get_track_records(wildcards):
         records.append(f"{track}/crops.json")
     if config["stages"]["features"] or crop_features_on():
         records.append(f"{track}/features.json")
+    records += [f"{track}/{name}.json" for name in MODEL_PASSES if PASS_ON[name]]
     return records
+
+
+def get_pass_files_dirs(wildcards):
+    """Folders of files a pass wrote for the track's crops (MIDI), for assemble."""
+    return [f"{OUT}/tracks/{wildcards.track}/midi"] if PASS_ON["transcription"] else []
 
 
 def get_features_crops(wildcards):
@@ -148,6 +158,9 @@ def get_final_output():
         targets += expand(f"{OUT}/tracks/{{track}}/stems", track=TRACKS.index)
     if config["stages"]["crops"]:
         targets += expand(f"{OUT}/tracks/{{track}}/crops", track=TRACKS.index)
+    for name in MODEL_PASSES:
+        if PASS_ON[name]:
+            targets += expand(f"{OUT}/tracks/{{track}}/{name}.json", track=TRACKS.index)
     targets += get_dataset_dirs()
     return targets
 
@@ -198,15 +211,6 @@ def plan_stems():
     for batch, members in batches.items():
         origin.update({track: ("separate", batch) for track in members})
     return origin, batches, finished
-
-
-STEM_ORIGIN, BATCHES, FINISHED_BATCHES = plan_stems()
-
-if BATCHES and (missing := missing_files(SEPARATION, config["models_dir"])):
-    sys.exit(
-        f"mirflow: source separation needs {', '.join(str(m) for m in missing)}: run `make models` "
-        "(downloads and checks the weights), or set source_separation.enabled: auto or false."
-    )
 
 
 def get_batch_members(wildcards):
@@ -282,11 +286,158 @@ def get_stems_dir(wildcards):
     return [f"{OUT}/tracks/{wildcards.track}/stems"] if SEPARATION_ON else []
 
 
+# ---- model passes (aesthetics, classifiers, transcription) ----------------
+
+#: The passes that run a resident model over crops, in the order their fields
+#: reach the .INFO (mirflow.passes.RUNNERS does the work).
+MODEL_PASSES = list(RUNNERS)
+
+
+def pass_state(name):
+    """(on, note): does the pass run, and if not, why (for the summary)."""
+    options = config[name]
+    wanted = options["enabled"]
+    if wanted is False:
+        return False, f"{name}: off ({name}.enabled: false)"
+    if not config["stages"]["crops"] and not options.get("track", False):
+        return False, f"{name}: off (it works on crops, and stages.crops is false)"
+    missing = missing_model_files(name, options, config["models_dir"])
+    if not missing:
+        return True, ""
+    if wanted == "auto":
+        return False, (
+            f"{name}: off, no model in {config['models_dir']} "
+            f"({', '.join(str(m) for m in missing)} missing: run `make models`)"
+        )
+    return True, ""  # enabled: true and missing: stops below if any track needs the pass
+
+
+#: GPUs a pass's batch job reserves: AudioBox runs on CUDA when it can;
+#: Essentia's and basic-pitch's builds here are CPU-only.
+PASS_GPU = {
+    "aesthetics": 0 if config["aesthetics"]["device"] == "cpu" else 1,
+    "classifiers": 0,
+    "transcription": 0,
+}
+
+PASS_ON, PASS_NOTES = {}, []
+for _name in MODEL_PASSES:
+    PASS_ON[_name], _note = pass_state(_name)
+    PASS_NOTES += [_note] if _note else []
+
+
+def pass_upstream(track):
+    """The record a pass's results derive from: newer means they are stale."""
+    record = "crops.json" if config["stages"]["crops"] else "source.json"
+    return f"{OUT}/tracks/{track}/{record}"
+
+
+def plan_pass(name):
+    """``(origin {track: batch}, pending batches {batch: [track]}, finished
+    batches {batch: [track]})``. Only tracks without a current record are
+    batched, so adding tracks adds batches and never reruns finished ones."""
+    if not PASS_ON[name]:
+        return {}, {}, {}
+    origin, pending, finished = {}, [], {}
+    for track in TRACKS.index:
+        record = f"{OUT}/tracks/{track}/{name}.json"
+        batch = None
+        if record_is_current(record, pass_upstream(track)):
+            batch = recorded_pass_batch(record)
+        if batch:
+            origin[track] = batch
+            finished.setdefault(batch, []).append(track)
+        else:
+            pending.append(track)
+    batches = make_batches(pending, config[name]["batch_size"])
+    for batch, members in batches.items():
+        origin.update({track: batch for track in members})
+    return origin, batches, finished
+
+
+# ---- the run's plan ---------------------------------------------------------
+
+# Which tracks share a batch is decided once, by the main Snakemake process,
+# from what is finished when the run starts. A job that parses the workflow
+# again (a cluster job) would see more tracks finished, hence other batches:
+# it reads the plan the run started with (written by onstart).
+PLAN_FILE = f"{OUT}/.mirflow/plan.json"
+
+
+def make_plan():
+    return {"stems": plan_stems(), "passes": {name: plan_pass(name) for name in MODEL_PASSES}}
+
+
+if not workflow.is_main_process and os.path.exists(PLAN_FILE):
+    PLAN = read_json(PLAN_FILE)
+else:
+    PLAN = make_plan()
+STEM_ORIGIN, BATCHES, FINISHED_BATCHES = PLAN["stems"]
+PASS_PLANS = PLAN["passes"]
+
+if BATCHES and (missing := missing_files(SEPARATION, config["models_dir"])):
+    sys.exit(
+        f"mirflow: source separation needs {', '.join(str(m) for m in missing)}: run `make models` "
+        "(downloads and checks the weights), or set source_separation.enabled: auto or false."
+    )
+
+for _name, (_, _pending, _) in PASS_PLANS.items():
+    if _pending and (_missing := missing_model_files(_name, config[_name], config["models_dir"])):
+        sys.exit(
+            f"mirflow: {_name} needs {', '.join(str(m) for m in _missing)}: run `make models` "
+            f"(downloads and checks the weights), or set {_name}.enabled: auto or false."
+        )
+
+
+def pass_batch_tracks(name, batch):
+    origin, pending, finished = PASS_PLANS[name]
+    return pending.get(batch) or finished.get(batch, [])
+
+
+def pass_members(name):
+    """Input function: ``[track, source, crops dir, upstream record]`` of a batch."""
+
+    def members(wildcards):
+        crops_on = config["stages"]["crops"]
+        return [
+            [
+                track,
+                TRACKS.loc[track, "path"],
+                f"{OUT}/tracks/{track}/crops" if crops_on else None,
+                pass_upstream(track),
+            ]
+            for track in pass_batch_tracks(name, wildcards.batch)
+        ]
+
+    return members
+
+
+def pass_batch_inputs(name):
+    """Input function: the upstream records of a batch's tracks."""
+
+    def inputs(wildcards):
+        return [pass_upstream(track) for track in pass_batch_tracks(name, wildcards.batch)]
+
+    return inputs
+
+
+def pass_batch_dir(name):
+    """Input function: the batch folder a track's results come (or came) from.
+    A finished track names its old batch, so its inputs stay the same and
+    Snakemake sees nothing to redo (the folder itself is temporary)."""
+
+    def batch_dir(wildcards):
+        return f"{OUT}/passes/{name}/{PASS_PLANS[name][0][wildcards.track]}"
+
+    return batch_dir
+
+
 # ---- run hooks ------------------------------------------------------------
 
 
 onstart:
     mark_run_started(OUT)
+    write_json(PLAN_FILE, PLAN)
 
 
 onsuccess:

@@ -11,7 +11,7 @@ rule summary:
     params:
         output_root=lambda wildcards, output: os.path.dirname(output.summary),
         input_root=config["input"],
-        notes=[SEPARATION_NOTE],
+        notes=[SEPARATION_NOTE, *PASS_NOTES],
     threads: 1
     conda:
         "../../envs/mirflow.yaml"

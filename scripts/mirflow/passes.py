@@ -1,0 +1,231 @@
+"""Resident model passes: one job loads a model once and runs it over the crops
+(and whole tracks) of a batch of tracks, writing one record per track.
+
+The passes (aesthetics, classifiers, transcription, captions) share this
+driver; each one is a :class:`PassRunner` made by a factory in :data:`RUNNERS`.
+The factory loads the model, and is called only when the first track that
+needs it comes up, so a batch whose tracks all failed upstream loads nothing.
+
+A batch job writes a temporary folder::
+
+    <batch>/<track>/record.json   the track's StageResult (data.batch names the batch)
+    <batch>/<track>/files/        files the pass writes for the track (MIDI), if any
+
+and the pass's per-track rule copies each track's part into ``tracks/<track>/``
+(``<pass>.json``, and ``midi/`` for transcription), so that a finished track
+never depends on its batch again: a growing library adds batches of new
+tracks and never reruns old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirflow.records import StageResult, read_result, run_stage, write_result
+
+log = logging.getLogger(__name__)
+
+RECORD = "record.json"
+FILES = "files"
+
+
+@dataclass
+class PassRunner:
+    """What a pass does with its loaded model.
+
+    ``crop(crop_dir, crop_fields, files_dir)`` returns the crop's new ``.INFO``
+    fields (``crop_fields`` are its fields from crops.json; files such as MIDI
+    go into ``files_dir``). ``track(source_path)`` returns track fields; None
+    when the pass has none. ``provenance`` goes into every track record.
+    """
+
+    crop: Callable[[Path, dict[str, Any], Path], dict[str, Any]]
+    track: Callable[[str], dict[str, Any]] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    wants_crop: Callable[[str], bool] = lambda name: True  # captions: a stable subset
+
+
+@dataclass(frozen=True)
+class PassMember:
+    track: str
+    source: str  # the track's file in the library
+    crops_dir: str | None  # tracks/<track>/crops, None when crops are off
+    crops_record: str  # crops.json, or source.json when crops are off
+
+
+def run_pass_batch(
+    stage: str,
+    make_runner: Callable[[], PassRunner],
+    members: list[PassMember],
+    out_dir: str | os.PathLike,
+    batch: str,
+) -> dict[str, StageResult]:
+    """Run one pass over every member track; write ``out_dir/<track>/record.json``."""
+    out_dir = Path(out_dir)
+    runner: PassRunner | None = None
+    results = {}
+    for member in members:
+        folder = out_dir / member.track
+        files_dir = folder / FILES
+        files_dir.mkdir(parents=True, exist_ok=True)
+        upstream = read_result(member.crops_record)
+
+        def compute(member=member, upstream=upstream, files_dir=files_dir) -> StageResult:
+            nonlocal runner
+            if runner is None:
+                runner = make_runner()
+            return _run_track(stage, runner, member, upstream, files_dir)
+
+        result = run_stage(stage, [upstream], compute)
+        result.data["batch"] = batch
+        write_result(folder / RECORD, result)
+        log.info(
+            "%s: %s, %d crops %s", member.track, result.status, len(result.crops), result.error
+        )
+        results[member.track] = result
+    return results
+
+
+def _run_track(
+    stage: str, runner: PassRunner, member: PassMember, upstream: StageResult, files_dir: Path
+) -> StageResult:
+    track_fields = dict(runner.provenance)
+    if runner.track is not None:
+        track_fields.update(runner.track(member.source))
+    crops: dict[str, dict[str, Any]] = {}
+    if member.crops_dir is not None:
+        for name, crop_fields in upstream.crops.items():
+            if crop_fields.get("status", "ok") != "ok" or not runner.wants_crop(name):
+                continue
+            try:
+                crops[name] = runner.crop(Path(member.crops_dir), crop_fields, files_dir)
+            except _track_error() as exc:
+                # One unreadable crop fails that crop, not the track.
+                crops[name] = {"status": "failed", "error": f"{stage}: {exc}"}
+    return StageResult(stage, track=track_fields, crops=crops)
+
+
+def _track_error() -> type[Exception]:
+    from mirflow.errors import TrackError  # noqa: PLC0415
+
+    return TrackError
+
+
+def recorded_batch(record: str | os.PathLike) -> str | None:
+    """The batch a finished track's record came from (None if unreadable)."""
+    try:
+        return read_result(record).data.get("batch")
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------ runners ---
+
+
+def aesthetics_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
+    from mirflow.aesthetics import AestheticsModel  # noqa: PLC0415
+
+    checkpoint = Path(models_dir) / options["checkpoint"]
+    model = AestheticsModel.load(checkpoint, options["device"], options["window_batch_size"])
+    return PassRunner(
+        crop=lambda crop_dir, crop, files_dir: model.score_file(crop_dir / crop["audio_file"]),
+        track=model.score_file if options["track"] else None,
+        provenance={"aesthetics_model": options["checkpoint"]},
+    )
+
+
+def classifiers_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
+    from mirflow.classifiers import EssentiaClassifiers  # noqa: PLC0415
+
+    model = EssentiaClassifiers.load(models_dir, options)
+    return PassRunner(
+        crop=lambda crop_dir, crop, files_dir: model.classify_file(crop_dir / crop["audio_file"]),
+        track=model.classify_file if options["track"] else None,
+    )
+
+
+def transcription_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
+    from mirflow.transcription import NoteTranscriber, transcribe_crop  # noqa: PLC0415
+
+    model = NoteTranscriber.load(options)
+    return PassRunner(
+        crop=lambda crop_dir, crop, files_dir: transcribe_crop(model, crop_dir, crop, files_dir),
+        provenance={"midi_model": "basic-pitch"},
+    )
+
+
+def aesthetics_files(options: dict[str, Any]) -> list[str]:
+    return [options["checkpoint"]]
+
+
+def classifiers_files(options: dict[str, Any]) -> list[str]:
+    from mirflow.classifiers import required_files  # noqa: PLC0415
+
+    return required_files(options)
+
+
+#: Pass name -> ``(options) -> files it loads``, relative to the models folder
+#: (basic-pitch's model ships inside its wheel: nothing to fetch).
+MODEL_FILES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "aesthetics": aesthetics_files,
+    "classifiers": classifiers_files,
+    "transcription": lambda options: [],
+}
+
+
+def missing_model_files(stage: str, options: dict[str, Any], models_dir: str) -> list[Path]:
+    """The pass's model files absent from ``models_dir`` (cheap: existence only;
+    ``make models`` checks sizes and checksums)."""
+    return [
+        Path(models_dir) / name
+        for name in MODEL_FILES[stage](options)
+        if not (Path(models_dir) / name).is_file()
+    ]
+
+
+#: Pass name -> factory ``(options, models_dir) -> PassRunner`` (loads the model).
+RUNNERS: dict[str, Callable[[dict[str, Any], str], PassRunner]] = {
+    "aesthetics": aesthetics_runner,
+    "classifiers": classifiers_runner,
+    "transcription": transcription_runner,
+}
+
+
+#: Pass name -> (module, class) whose ``load_count`` counts model loads.
+MODEL_CLASSES = {
+    "aesthetics": ("mirflow.aesthetics", "AestheticsModel"),
+    "classifiers": ("mirflow.classifiers", "EssentiaClassifiers"),
+    "transcription": ("mirflow.transcription", "NoteTranscriber"),
+}
+
+
+def model_loads(stage: str) -> int:
+    """Models the pass loaded in this process (the batch rule's promise: at most 1)."""
+    import sys  # noqa: PLC0415
+
+    module, cls = MODEL_CLASSES[stage]
+    return getattr(sys.modules[module], cls).load_count if module in sys.modules else 0
+
+
+def run_pass(
+    stage: str,
+    options: dict[str, Any],
+    models_dir: str,
+    members: list[list[str]],
+    out_dir: str | os.PathLike,
+    batch: str,
+) -> dict[str, StageResult]:
+    """The batch rules' entry point: ``members`` are ``[track, source, crops_dir, record]``."""
+    factory = RUNNERS[stage]
+    return run_pass_batch(
+        stage,
+        lambda: factory(options, models_dir),
+        [PassMember(*m) for m in members],
+        out_dir,
+        batch,
+    )
