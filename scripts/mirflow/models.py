@@ -236,6 +236,7 @@ def _separation_models(options: dict) -> list[str]:
 #: false or "auto") says whether the pass runs. A new pass is one line here.
 MODEL_PASSES: dict[str, Callable[[dict], list[str]]] = {
     "source_separation": _separation_models,
+    "aesthetics": lambda options: ["audiobox:aesthetics"],
 }
 
 

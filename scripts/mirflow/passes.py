@@ -131,7 +131,9 @@ def aesthetics_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
     from mirflow.aesthetics import AestheticsModel  # noqa: PLC0415
 
     checkpoint = Path(models_dir) / options["checkpoint"]
-    model = AestheticsModel.load(checkpoint, options["device"], options["window_batch_size"])
+    model = AestheticsModel.load(
+        checkpoint, options["device"], options["window_batch_size"], threads=options["threads"]
+    )
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: model.score_file(crop_dir / crop["audio_file"]),
         track=model.score_file if options["track"] else None,
