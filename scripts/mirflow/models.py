@@ -231,12 +231,19 @@ def _separation_models(options: dict) -> list[str]:
     raise ValueError(f"source_separation.backend: unknown backend {backend!r} (demucs|bs_roformer)")
 
 
+def _classifier_models(options: dict) -> list[str]:
+    from mirflow.classifiers import model_names  # noqa: PLC0415
+
+    return model_names(options)
+
+
 #: The passes that use models: config section -> function of that section giving
 #: the names of the manifest entries it needs. The section's ``enabled`` (true,
 #: false or "auto") says whether the pass runs. A new pass is one line here.
 MODEL_PASSES: dict[str, Callable[[dict], list[str]]] = {
     "source_separation": _separation_models,
     "aesthetics": lambda options: ["audiobox:aesthetics"],
+    "classifiers": _classifier_models,
 }
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 CROP_LENGTH = 131072  # 3 s at 44.1 kHz: a few crops per track, quickly
 PASSES = ("aesthetics", "classifiers", "transcription")
-GUITAR_ID = "guitarset_00_BN1-129-Eb_comp_mic"
+GUITAR_ID = "guitar"
 
 
 @pytest.fixture(scope="module")
