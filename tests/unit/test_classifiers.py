@@ -61,7 +61,9 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def classifiers(models_dir):
-    return EssentiaClassifiers.load(models_dir, {"top_k": 3, "threshold": 0.2})
+    return EssentiaClassifiers.load(
+        models_dir, {"heads": list(HEADS), "top_k": 3, "threshold": 0.2}
+    )
 
 
 def noise(seconds: float = 11.9, seed: int = 0) -> np.ndarray:
@@ -97,10 +99,12 @@ def test_fixture_writes_every_required_file_small(tmp_path):
 # -- options and files -------------------------------------------------------------------------
 
 
-def test_required_files_default_is_embedding_then_every_head():
+def test_required_files_default_is_embedding_then_every_head_but_tonal():
     files = required_files()
     assert files[:2] == ["essentia/discogs-effnet-bs64-1.pb", "essentia/discogs-effnet-bs64-1.json"]
-    assert len(files) == 2 + 2 * len(HEADS)
+    # tonal is opt-in: its model has no published checksum to fetch it with.
+    assert len(files) == 2 + 2 * (len(HEADS) - 1)
+    assert not any("tonal" in f for f in files)
     assert "essentia/genre_discogs400-discogs-effnet-1.pb" in files
     assert "essentia/voice_instrumental-discogs-effnet-1.json" in files
     assert all(f.startswith("essentia/") and f.endswith((".pb", ".json")) for f in files)
@@ -138,7 +142,8 @@ def test_required_files_of_the_onnx_backend():
 
 
 def test_output_fields():
-    assert output_fields() == ALL_FIELDS
+    assert output_fields({"heads": list(HEADS)}) == ALL_FIELDS
+    assert "tonal_probability" not in output_fields()  # opt-in
     # the table's order, whatever order the option lists the heads in
     assert output_fields({"heads": ["voice", "genre"]}) == [
         "essentia_genre",
@@ -150,7 +155,8 @@ def test_output_fields():
 def test_defaults():
     opts = parse_options({"enabled": True, "top_k": None})  # keys not read and None: ignored
     assert opts.top_k == 5 and opts.threshold == 0.1 and opts.backend == "tensorflow"
-    assert opts.heads == tuple(HEADS) and opts.embedding_model == "discogs-effnet-bs64-1"
+    assert opts.heads == tuple(h for h in HEADS if h != "tonal")
+    assert opts.embedding_model == "discogs-effnet-bs64-1"
     assert parse_options({"backend": "onnx"}).embedding_model == "discogs-effnet-bsdynamic-1"
 
 
@@ -284,7 +290,9 @@ def test_heads_subset_and_bs1_embedding_model(models_dir, classifiers):
 
 def test_onnx_backend_gives_the_tensorflow_numbers(models_dir, classifiers):
     """onnxruntime on mel patches cut in Python == Essentia's own patching + TensorFlow."""
-    onnx = EssentiaClassifiers.load(models_dir, {"backend": "onnx", "top_k": 3, "threshold": 0.2})
+    onnx = EssentiaClassifiers.load(
+        models_dir, {"heads": list(HEADS), "backend": "onnx", "top_k": 3, "threshold": 0.2}
+    )
     for audio in (noise(), tone(seconds=2.5), noise(seconds=70.0, seed=3)):  # 1 to 68 patches
         expected = classifiers.embeddings(audio)
         got = onnx.embeddings(audio)

@@ -90,6 +90,14 @@ def test_crop_and_track_info_hold_every_pass(passes_run):
 def test_rerun_is_a_noop_and_new_tracks_make_new_batches_only(passes_run):
     root, config, _ = passes_run
     assert "Nothing to be done" in run_snakemake(root, config, "--dry-run").stdout
+    # A track made again upstream re-runs the batch it was in, batch-mates
+    # included (one job: the model is loaded once either way).
+    (root / "out" / "tracks" / GUITAR_ID / f"{GUITAR_ID}.BEATS").unlink()
+    counts = job_counts(run_snakemake(root, config, "--dry-run").stdout)
+    assert counts["crops"] == 1
+    for stage in PASSES:
+        assert counts[f"{stage}_batch"] == 1 and counts[stage] == 2
+    run_snakemake(root, config)
     shutil.copy(LIBRARY / "vocadito_1.flac", root / "library" / "vocadito.flac")
     counts = job_counts(run_snakemake(root, config, "--dry-run").stdout)
     for stage in PASSES:

@@ -30,6 +30,9 @@ def demo_run(tmp_path_factory):
     config = write_config(
         root / "config.yaml", library, root / "out",
         crops={"length_samples": CROP_LENGTH}, features={"time_series": {"enabled": True}},
+        # One track per batch: a re-run of one track's pass then touches no
+        # other (batch-mates re-run with it: tests/workflow/test_model_passes.py).
+        transcription={"batch_size": 1},
     )  # fmt: skip
     result = run_snakemake(root, config)
     return {
@@ -137,8 +140,8 @@ def test_deleting_a_beat_grid_reruns_only_that_track(demo_run):
     mtime = other_info.stat().st_mtime_ns
     dry = run_snakemake(demo_run["root"], demo_run["config"], "--dry-run")
     assert job_counts(dry.stdout) == {
-        "rhythm": 1, "crops": 1, "features": 1, "assemble": 1,
-        "export": 1, "summary": 1, "report_plots": 1, "all": 1,  # once per dataset
+        "rhythm": 1, "crops": 1, "features": 1, "transcription_batch": 1, "transcription": 1,
+        "assemble": 1, "export": 1, "summary": 1, "report_plots": 1, "all": 1,  # once per dataset
     }  # fmt: skip
     run_snakemake(demo_run["root"], demo_run["config"])
     assert other_info.stat().st_mtime_ns == mtime
