@@ -86,6 +86,7 @@ def full_size_audiobox(path: Path) -> Path:
 
     model = aes.AesMultiOutput(target_transform=TINY_TARGET_TRANSFORM)
     cfg = {key: getattr(model, key) for key in MODEL_CFG_KEYS}
+    cfg["precision"] = "32"  # as the official checkpoint stores it (the class holds a dtype)
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "model_cfg": cfg, "target_transform": TINY_TARGET_TRANSFORM},

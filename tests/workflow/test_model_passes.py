@@ -119,6 +119,7 @@ def test_passes_are_off_without_models_and_the_summary_says_so(tmp_path):
     notes = json.loads((tmp_path / "out" / "summary.json").read_text())["notes"]
     assert any(n.startswith("aesthetics: off, no model") and "make models" in n for n in notes)
     assert any(n.startswith("classifiers: off, no model") for n in notes)
+    assert any(n.startswith("captions: off, no model") and "music-flamingo" in n for n in notes)
     assert "transcription: off (transcription.enabled: false)" in notes
 
 
@@ -134,3 +135,42 @@ def test_an_enabled_pass_without_its_model_stops_with_the_file_and_the_command(t
     assert result.returncode != 0
     assert "audiobox-aesthetics/checkpoint.pt" in result.stdout
     assert "make models" in result.stdout
+
+
+def test_captions_hear_each_crop_and_use_the_labels(tmp_path):
+    """Tiny random Music Flamingo: one load, a caption per selected crop, the
+    prompt filled with the classifiers' genres, provenance in the .INFO."""
+    from model_fixtures.essentia_tiny import write_tiny_essentia_models
+    from model_fixtures.flamingo_tiny import write_tiny_flamingo
+
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(GUITARSET, library / "guitar.flac")
+    models = tmp_path / "models"
+    write_tiny_flamingo(models / "music-flamingo")
+    write_tiny_essentia_models(models)
+    config = write_config(
+        tmp_path / "config.yaml", library, tmp_path / "out", models_dir=str(models),
+        crops={"length_samples": CROP_LENGTH},
+        transcription={"enabled": False}, classifiers={"enabled": True},
+        captions={"enabled": True, "n_gpu_layers": 0, "max_tokens": 12,
+                  "prompts": {"caption": "Describe it. Genres: {genres}.",
+                              "mood": "One word for the mood."}},
+        export={"formats": []},
+    )  # fmt: skip
+    counts = job_counts(run_snakemake(tmp_path, config, "--dry-run").stdout)
+    assert counts["captions_batch"] == 1 and counts["captions"] == 1
+    run_snakemake(tmp_path, config)
+    out = tmp_path / "out"
+    assert model_loads(out, "captions") == [1]
+    crops = crop_infos(out, GUITAR_ID)
+    captions = [c["music_flamingo_caption"] for c in crops.values()]
+    assert all(isinstance(c, str) and c for c in captions)
+    assert len(set(captions)) > 1  # different audio, different greedy text
+    for crop in crops.values():
+        assert crop["music_flamingo_mood"]
+        genre = next(iter(crop["essentia_genre"])).split("---")[-1].lower()
+        assert genre in crop["caption_prompt_caption"]
+        assert crop["caption_model"] == "music-flamingo-tiny.F32.gguf"
+        assert len(crop["caption_model_sha256"]) == 12
+    assert "Nothing to be done" in run_snakemake(tmp_path, config, "--dry-run").stdout

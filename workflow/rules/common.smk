@@ -289,7 +289,8 @@ def get_stems_dir(wildcards):
 # ---- model passes (aesthetics, classifiers, transcription) ----------------
 
 #: The passes that run a resident model over crops, in the order their fields
-#: reach the .INFO (mirflow.passes.RUNNERS does the work).
+#: reach the .INFO (mirflow.passes.RUNNERS does the work). Captions come last:
+#: their prompts use the classifiers' labels.
 MODEL_PASSES = list(RUNNERS)
 
 
@@ -318,6 +319,7 @@ PASS_GPU = {
     "aesthetics": 0 if config["aesthetics"]["device"] == "cpu" else 1,
     "classifiers": 0,
     "transcription": 0,
+    "captions": 0 if config["captions"]["n_gpu_layers"] == 0 else 1,
 }
 
 PASS_ON, PASS_NOTES = {}, []
@@ -394,8 +396,20 @@ def pass_batch_tracks(name, batch):
     return pending.get(batch) or finished.get(batch, [])
 
 
+def pass_context(name, track):
+    """Earlier records a pass reads: captions fill their prompts with the tags
+    (source.json) and the Essentia labels (classifiers.json, when that runs)."""
+    if name != "captions":
+        return []
+    records = [f"{OUT}/tracks/{track}/source.json"]
+    if PASS_ON["classifiers"]:
+        records.append(f"{OUT}/tracks/{track}/classifiers.json")
+    return records
+
+
 def pass_members(name):
-    """Input function: ``[track, source, crops dir, upstream record]`` of a batch."""
+    """Params function: ``[track, source, crops dir, upstream record, context
+    records]`` of each track of a batch."""
 
     def members(wildcards):
         crops_on = config["stages"]["crops"]
@@ -405,6 +419,7 @@ def pass_members(name):
                 TRACKS.loc[track, "path"],
                 f"{OUT}/tracks/{track}/crops" if crops_on else None,
                 pass_upstream(track),
+                pass_context(name, track),
             ]
             for track in pass_batch_tracks(name, wildcards.batch)
         ]
@@ -413,10 +428,14 @@ def pass_members(name):
 
 
 def pass_batch_inputs(name):
-    """Input function: the upstream records of a batch's tracks."""
+    """Input function: the records a batch's tracks are made from."""
 
     def inputs(wildcards):
-        return [pass_upstream(track) for track in pass_batch_tracks(name, wildcards.batch)]
+        return [
+            record
+            for track in pass_batch_tracks(name, wildcards.batch)
+            for record in [pass_upstream(track), *pass_context(name, track)]
+        ]
 
     return inputs
 
