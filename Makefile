@@ -21,6 +21,8 @@ test-fast: setup
 bench: setup
 	$(PYTHON) benchmarks/demo_pipeline.py
 	$(PYTHON) benchmarks/separation.py
+	$(PYTHON) benchmarks/model_passes.py
+	$(PYTHON) benchmarks/captions.py
 
 lint: setup
 	$(VENV)/bin/snakemake --lint

@@ -42,7 +42,7 @@ class CountingRunner:
         CountingRunner.loads += 1
         return PassRunner(
             crop=lambda crop_dir, crop, files_dir: {"score": len(crop["crop"])},
-            track=lambda source: {"track_score": source},
+            track=lambda source, known: {"track_score": source},
             provenance={"model": "m"},
         )
 
