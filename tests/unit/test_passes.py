@@ -127,3 +127,25 @@ def test_record_is_current_follows_its_upstream(tmp_path):
     assert record_is_current(record, upstream)
     os.utime(upstream, (3000, 3000))  # crops made again: the pass is stale
     assert not record_is_current(record, upstream)
+
+
+def test_context_records_reach_the_crops_and_the_subset_is_chosen_per_track(tmp_path):
+    (member,) = members(tmp_path, ["ok"])
+    source = tmp_path / "source.json"
+    write_result(source, StageResult("ingest", track={"track_metadata_year": "1999"}))
+    labels = tmp_path / "classifiers.json"
+    track_labels = {"essentia_genre": {"Jazz": 0.9}}
+    crop_labels = {"t0_001": {"essentia_genre": {"Rock": 0.8}}}
+    write_result(labels, StageResult("classifiers", track=track_labels, crops=crop_labels))
+    member = PassMember(member.track, member.source, member.crops_dir, member.crops_record,
+                        context=(str(source), str(labels)))  # fmt: skip
+    seen = {}
+
+    def crop(crop_dir, fields, files_dir):
+        seen[fields["crop"]] = (fields["track_metadata_year"], fields["essentia_genre"])
+        return {}
+
+    runner = PassRunner(crop=crop, wants_crop=lambda track, name: (track, name) != ("t0", "x"))
+    run_pass_batch("captions", lambda: runner, [member], tmp_path / "b", "b")
+    # Track fields for every crop; a crop's own labels win over the track's.
+    assert seen == {"t0_000": ("1999", {"Jazz": 0.9}), "t0_001": ("1999", {"Rock": 0.8})}
