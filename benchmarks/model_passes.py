@@ -4,7 +4,7 @@
 
 For each pass it cuts N crops of the default length (524288 samples, 11.9 s
 at 44.1 kHz) from the demo library and runs the pass's real code
-(mirflow.passes.RUNNERS) two ways:
+(mirflow.passes.PASSES) two ways:
 
 - one batch job: one Python process imports the pass, loads the model once
   and processes all N crops (what a `<pass>_batch` job does);
@@ -40,10 +40,10 @@ import sys, time, json, importlib
 start = time.perf_counter()
 sys.path[:0] = {paths!r}
 from pathlib import Path
-from mirflow.passes import MODEL_CLASSES, RUNNERS
-importlib.import_module(MODEL_CLASSES[{stage!r}][0])
+from mirflow.passes import PASSES
+importlib.import_module(PASSES[{stage!r}].model_class[0])
 imported = time.perf_counter()
-runner = RUNNERS[{stage!r}]({options!r}, {models!r})
+runner = PASSES[{stage!r}].runner({options!r}, {models!r})
 loaded = time.perf_counter()
 per_crop = []
 for crop in {crops!r}:

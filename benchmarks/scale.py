@@ -97,7 +97,7 @@ def make_library(root: Path, tracks: int, mtime: float | None = None) -> None:
 
 def placeholder_models(models_dir: Path, config: dict) -> None:
     """Empty files wherever the config expects a model, so every pass is on."""
-    from mirflow.passes import RUNNERS, missing_model_files
+    from mirflow.passes import PASSES
     from mirflow.separation import missing_files
 
     flamingo = models_dir / "music-flamingo"
@@ -107,7 +107,9 @@ def placeholder_models(models_dir: Path, config: dict) -> None:
     for _ in range(3):  # a Demucs bag's yaml names the weights it needs: look again
         missing = missing_files(config["source_separation"], models_dir)
         missing += [
-            p for name in RUNNERS for p in missing_model_files(name, config[name], models_dir)
+            p
+            for name, model_pass in PASSES.items()
+            for p in model_pass.missing(config[name], models_dir)
         ]
         for path in missing:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,13 @@ def record_is_current(record: str | os.PathLike, upstream: str | os.PathLike) ->
         return made >= os.stat(upstream).st_mtime
     except OSError:
         return True  # nothing upstream yet says it is stale
+
+
+def batch_of_record(record: str | os.PathLike) -> str | None:
+    """The batch a model pass's record (``data.batch``) came from; None if unreadable."""
+    from mirflow.records import read_result  # noqa: PLC0415
+
+    try:
+        return read_result(record).data.get("batch")
+    except (OSError, ValueError, TypeError):
+        return None

@@ -2,8 +2,9 @@
 (and whole tracks) of a batch of tracks, writing one record per track.
 
 The passes (aesthetics, classifiers, transcription, captions) share this
-driver; each one is a :class:`PassRunner` made by a factory in :data:`RUNNERS`.
-The factory loads the model, and is called only when the first track that
+driver; each is described once in :data:`PASSES` (:class:`ModelPass`): the
+factory that loads its model into a :class:`PassRunner`, the model files it
+needs, and the class that counts its loads. The factory and is called only when the first track that
 needs it comes up, so a batch whose tracks all failed upstream loads nothing.
 
 A batch job writes a temporary folder::
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirflow.errors import TrackError
 from mirflow.records import StageResult, read_result, run_stage, write_result
 
 log = logging.getLogger(__name__)
@@ -114,24 +116,10 @@ def _run_track(
             fields.update(crop_fields)
             try:
                 crops[name] = runner.crop(Path(member.crops_dir), fields, files_dir)
-            except _track_error() as exc:
+            except TrackError as exc:
                 # One unreadable crop fails that crop, not the track.
                 crops[name] = {"status": "failed", "error": f"{stage}: {exc}"}
     return StageResult(stage, track=track_fields, crops=crops)
-
-
-def _track_error() -> type[Exception]:
-    from mirflow.errors import TrackError  # noqa: PLC0415
-
-    return TrackError
-
-
-def recorded_batch(record: str | os.PathLike) -> str | None:
-    """The batch a finished track's record came from (None if unreadable)."""
-    try:
-        return read_result(record).data.get("batch")
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 # ------------------------------------------------------------------ runners ---
@@ -169,53 +157,6 @@ def transcription_runner(options: dict[str, Any], models_dir: str) -> PassRunner
         crop=lambda crop_dir, crop, files_dir: transcribe_crop(model, crop_dir, crop, files_dir),
         provenance={"midi_model": "basic-pitch"},
     )
-
-
-def aesthetics_files(options: dict[str, Any]) -> list[str]:
-    return [options["checkpoint"]]
-
-
-def classifiers_files(options: dict[str, Any]) -> list[str]:
-    from mirflow.classifiers import required_files  # noqa: PLC0415
-
-    return required_files(options)
-
-
-#: Pass name -> ``(options) -> files it loads``, relative to the models folder
-#: (basic-pitch's model ships inside its wheel: nothing to fetch).
-MODEL_FILES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "aesthetics": aesthetics_files,
-    "classifiers": classifiers_files,
-    "transcription": lambda options: [],
-}
-
-
-def missing_model_files(stage: str, options: dict[str, Any], models_dir: str) -> list[Path]:
-    """The pass's model files absent from ``models_dir`` (cheap: existence only;
-    ``make models`` checks sizes and checksums)."""
-    if stage == "captions":
-        return _missing_captioner(options, models_dir)
-    return [
-        Path(models_dir) / name
-        for name in MODEL_FILES[stage](options)
-        if not (Path(models_dir) / name).is_file()
-    ]
-
-
-def _missing_captioner(options: dict[str, Any], models_dir: str) -> list[Path]:
-    """Music Flamingo is found by name (mirflow.captions.find_model), not listed."""
-    from mirflow.captions import find_model  # noqa: PLC0415
-    from mirflow.separation import ModelNotFoundError  # noqa: PLC0415
-
-    try:
-        find_model(models_dir, options["model"])
-    except ModelNotFoundError:
-        choice = options["model"]
-        wanted = "<model>.gguf" if choice in (None, "auto") else choice
-        if not str(wanted).endswith(".gguf"):
-            wanted = f"*{wanted}*.gguf"
-        return [Path(models_dir) / "music-flamingo" / f"{wanted} (+ its *mmproj*.gguf)"]
-    return []
 
 
 def captions_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
@@ -256,21 +197,63 @@ def caption_fields(model: Any, path: str | Path, known: dict[str, Any], options:
     return {**captions, **prompt_fields(options["prompts"], genres, metadata)}
 
 
-#: Pass name -> factory ``(options, models_dir) -> PassRunner`` (loads the model).
-RUNNERS: dict[str, Callable[[dict[str, Any], str], PassRunner]] = {
-    "aesthetics": aesthetics_runner,
-    "classifiers": classifiers_runner,
-    "transcription": transcription_runner,
-    "captions": captions_runner,
-}
+def _missing(models_dir: str, names: list[str]) -> list[Path]:
+    """``names`` (relative to ``models_dir``) that are not there: existence
+    only, cheap enough for parse time (``make models`` checks checksums)."""
+    return [Path(models_dir) / n for n in names if not (Path(models_dir) / n).is_file()]
 
 
-#: Pass name -> (module, class) whose ``load_count`` counts model loads.
-MODEL_CLASSES = {
-    "aesthetics": ("mirflow.aesthetics", "AestheticsModel"),
-    "classifiers": ("mirflow.classifiers", "EssentiaClassifiers"),
-    "transcription": ("mirflow.transcription", "NoteTranscriber"),
-    "captions": ("mirflow.captions", "Captioner"),
+def aesthetics_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
+    return _missing(models_dir, [options["checkpoint"]])
+
+
+def classifiers_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
+    from mirflow.classifiers import required_files  # noqa: PLC0415
+
+    return _missing(models_dir, required_files(options))
+
+
+def captions_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
+    """Music Flamingo is found by name (mirflow.captions.find_model), not listed."""
+    from mirflow.captions import find_model  # noqa: PLC0415
+    from mirflow.separation import ModelNotFoundError  # noqa: PLC0415
+
+    try:
+        find_model(models_dir, options["model"])
+    except ModelNotFoundError:
+        choice = options["model"]
+        wanted = "<model>.gguf" if choice in (None, "auto") else choice
+        if not str(wanted).endswith(".gguf"):
+            wanted = f"*{wanted}*.gguf"
+        return [Path(models_dir) / "music-flamingo" / f"{wanted} (+ its *mmproj*.gguf)"]
+    return []
+
+
+@dataclass(frozen=True)
+class ModelPass:
+    """One model pass: how to load it, what it needs, what counts its loads."""
+
+    runner: Callable[[dict[str, Any], str], PassRunner]  # (options, models_dir), loads the model
+    missing: Callable[[dict[str, Any], str], list[Path]]  # model files not in models_dir
+    model_class: tuple[str, str]  # (module, class) whose ``load_count`` counts loads
+
+
+#: The passes, in the order their fields reach the .INFO. Captions come last:
+#: their prompts use the classifiers' labels. basic-pitch's model ships inside
+#: its wheel: transcription has nothing to fetch.
+PASSES: dict[str, ModelPass] = {
+    "aesthetics": ModelPass(
+        aesthetics_runner, aesthetics_missing, ("mirflow.aesthetics", "AestheticsModel")
+    ),
+    "classifiers": ModelPass(
+        classifiers_runner, classifiers_missing, ("mirflow.classifiers", "EssentiaClassifiers")
+    ),
+    "transcription": ModelPass(
+        transcription_runner,
+        lambda options, models_dir: [],
+        ("mirflow.transcription", "NoteTranscriber"),
+    ),  # fmt: skip
+    "captions": ModelPass(captions_runner, captions_missing, ("mirflow.captions", "Captioner")),
 }
 
 
@@ -278,7 +261,7 @@ def model_loads(stage: str) -> int:
     """Models the pass loaded in this process (the batch rule's promise: at most 1)."""
     import sys  # noqa: PLC0415
 
-    module, cls = MODEL_CLASSES[stage]
+    module, cls = PASSES[stage].model_class
     return getattr(sys.modules[module], cls).load_count if module in sys.modules else 0
 
 
@@ -292,11 +275,11 @@ def run_pass(
 ) -> dict[str, StageResult]:
     """The batch rules' entry point: ``members`` are ``[track, source, crops_dir,
     record, [context records]]``."""
-    factory = RUNNERS[stage]
+    factory = PASSES[stage].runner
     return run_pass_batch(
         stage,
         lambda: factory(options, models_dir),
-        [PassMember(*m[:4], context=tuple(m[4]) if len(m) > 4 else ()) for m in members],
+        [PassMember(*m[:4], context=tuple(m[4])) for m in members],
         out_dir,
         batch,
     )

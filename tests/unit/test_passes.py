@@ -4,13 +4,12 @@ as the library grows."""
 
 import pytest
 
-from mirflow.batches import make_batches, record_is_current
+from mirflow.batches import batch_of_record, make_batches, record_is_current
 from mirflow.errors import TrackError
 from mirflow.passes import (
     RECORD,
     PassMember,
     PassRunner,
-    recorded_batch,
     run_pass_batch,
 )
 from mirflow.records import StageResult, read_result, write_result
@@ -101,8 +100,8 @@ def test_files_go_beside_the_record_and_the_batch_is_recorded(tmp_path):
                    tmp_path / "b", "b")  # fmt: skip
     folder = tmp_path / "b" / "t0"
     assert sorted(p.name for p in (folder / "files").iterdir()) == ["t0_000.mid", "t0_001.mid"]
-    assert recorded_batch(folder / RECORD) == "b"
-    assert recorded_batch(tmp_path / "absent.json") is None
+    assert batch_of_record(folder / RECORD) == "b"
+    assert batch_of_record(tmp_path / "absent.json") is None
 
 
 def test_batches_of_a_growing_library_leave_finished_ones_alone():
