@@ -10,10 +10,15 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
 from mirflow.atomic import read_json, write_json
-from mirflow.batches import make_batches, record_is_current, recorded_batch, stems_are_current
+from mirflow.batches import (
+    batch_of_record,
+    make_batches,
+    record_is_current,
+    recorded_batch,
+    stems_are_current,
+)
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
-from mirflow.passes import RUNNERS, missing_model_files
-from mirflow.passes import recorded_batch as recorded_pass_batch
+from mirflow.passes import PASSES
 from mirflow.separation import STEMS, missing_files
 from mirflow.summary import format_summary, load_summary, mark_run_started
 
@@ -170,23 +175,34 @@ def get_final_output():
 SEPARATION = config["source_separation"]
 
 
-def separation_state():
-    """(on, note): is separation on, and if not, why (for the summary)."""
-    wanted = SEPARATION["enabled"]
+def model_state(section, label, missing):
+    """(on, note) of a stage that needs models: ``enabled: false`` is off;
+    ``auto`` is on when no file is ``missing``; ``true`` is on (and the run
+    stops, see stop_if_missing, if a track needs the missing model)."""
+    wanted = config[section]["enabled"]
     if wanted is False:
-        return False, "source separation: off (source_separation.enabled: false)"
-    missing = missing_files(SEPARATION, config["models_dir"])
-    if not missing:
-        return True, ""
-    if wanted == "auto":
+        return False, f"{label}: off ({section}.enabled: false)"
+    if missing and wanted == "auto":
         return False, (
-            f"source separation: off, no model in {config['models_dir']} "
+            f"{label}: off, no model in {config['models_dir']} "
             f"({', '.join(str(m) for m in missing)} missing: run `make models`)"
         )
-    return True, ""  # enabled: true and missing: stops below if any track needs separating
+    return True, ""
 
 
-SEPARATION_ON, SEPARATION_NOTE = separation_state()
+def stop_if_missing(section, label, missing):
+    """Stop before any job: the stage has work to do and its model is not there."""
+    if missing:
+        sys.exit(
+            f"mirflow: {label} needs {', '.join(str(m) for m in missing)}: run `make models` "
+            f"(downloads and checks the weights), or set {section}.enabled: auto or false."
+        )
+
+
+SEPARATION_MISSING = missing_files(SEPARATION, config["models_dir"])
+SEPARATION_ON, SEPARATION_NOTE = model_state(
+    "source_separation", "source separation", SEPARATION_MISSING
+)
 
 
 def plan_stems():
@@ -289,28 +305,16 @@ def get_stems_dir(wildcards):
 # ---- model passes (aesthetics, classifiers, transcription) ----------------
 
 #: The passes that run a resident model over crops, in the order their fields
-#: reach the .INFO (mirflow.passes.RUNNERS does the work). Captions come last:
-#: their prompts use the classifiers' labels.
-MODEL_PASSES = list(RUNNERS)
+#: reach the .INFO (mirflow.passes.PASSES does the work).
+MODEL_PASSES = list(PASSES)
 
 
-def pass_state(name):
-    """(on, note): does the pass run, and if not, why (for the summary)."""
-    options = config[name]
-    wanted = options["enabled"]
-    if wanted is False:
-        return False, f"{name}: off ({name}.enabled: false)"
-    if not config["stages"]["crops"] and not options.get("track", False):
-        return False, f"{name}: off (it works on crops, and stages.crops is false)"
-    missing = missing_model_files(name, options, config["models_dir"])
-    if not missing:
-        return True, ""
-    if wanted == "auto":
-        return False, (
-            f"{name}: off, no model in {config['models_dir']} "
-            f"({', '.join(str(m) for m in missing)} missing: run `make models`)"
-        )
-    return True, ""  # enabled: true and missing: stops below if any track needs the pass
+def pass_state(name, missing):
+    """(on, note) of a pass: model_state, and off without crops to work on."""
+    if config[name]["enabled"] and not config["stages"]["crops"]:
+        if not config[name].get("track", False):
+            return False, f"{name}: off (it works on crops, and stages.crops is false)"
+    return model_state(name, name, missing)
 
 
 #: GPUs a pass's batch job reserves: AudioBox runs on CUDA when it can;
@@ -322,9 +326,12 @@ PASS_GPU = {
     "captions": 0 if config["captions"]["n_gpu_layers"] == 0 else 1,
 }
 
+PASS_MISSING = {
+    name: PASSES[name].missing(config[name], config["models_dir"]) for name in MODEL_PASSES
+}
 PASS_ON, PASS_NOTES = {}, []
 for _name in MODEL_PASSES:
-    PASS_ON[_name], _note = pass_state(_name)
+    PASS_ON[_name], _note = pass_state(_name, PASS_MISSING[_name])
     PASS_NOTES += [_note] if _note else []
 
 
@@ -345,7 +352,7 @@ def plan_pass(name):
         record = f"{OUT}/tracks/{track}/{name}.json"
         batch = None
         if record_is_current(record, pass_upstream(track)):
-            batch = recorded_pass_batch(record)
+            batch = batch_of_record(record)
         if batch:
             origin[track] = batch
             finished.setdefault(batch, []).append(track)
@@ -377,18 +384,11 @@ else:
 STEM_ORIGIN, BATCHES, FINISHED_BATCHES = PLAN["stems"]
 PASS_PLANS = PLAN["passes"]
 
-if BATCHES and (missing := missing_files(SEPARATION, config["models_dir"])):
-    sys.exit(
-        f"mirflow: source separation needs {', '.join(str(m) for m in missing)}: run `make models` "
-        "(downloads and checks the weights), or set source_separation.enabled: auto or false."
-    )
-
+if BATCHES:
+    stop_if_missing("source_separation", "source separation", SEPARATION_MISSING)
 for _name, (_, _pending, _) in PASS_PLANS.items():
-    if _pending and (_missing := missing_model_files(_name, config[_name], config["models_dir"])):
-        sys.exit(
-            f"mirflow: {_name} needs {', '.join(str(m) for m in _missing)}: run `make models` "
-            f"(downloads and checks the weights), or set {_name}.enabled: auto or false."
-        )
+    if _pending:
+        stop_if_missing(_name, _name, PASS_MISSING[_name])
 
 
 def pass_batch_tracks(name, batch):
