@@ -35,6 +35,10 @@ rule aesthetics:
         batch=pass_batch_dir("aesthetics"),
     output:
         record=f"{OUT}/tracks/{{track}}/aesthetics.json",
+    log:
+        f"{LOGS}/aesthetics/tracks/{{track}}.log",
     localrule: True
+    conda:
+        "../../envs/mirflow.yaml"
     shell:
-        "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q}"
+        "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2> {log:q}"

@@ -37,6 +37,10 @@ rule captions:
         batch=pass_batch_dir("captions"),
     output:
         record=f"{OUT}/tracks/{{track}}/captions.json",
+    log:
+        f"{LOGS}/captions/tracks/{{track}}.log",
     localrule: True
+    conda:
+        "../../envs/mirflow.yaml"
     shell:
-        "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q}"
+        "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2> {log:q}"

@@ -35,6 +35,10 @@ rule classifiers:
         batch=pass_batch_dir("classifiers"),
     output:
         record=f"{OUT}/tracks/{{track}}/classifiers.json",
+    log:
+        f"{LOGS}/classifiers/tracks/{{track}}.log",
     localrule: True
+    conda:
+        "../../envs/mirflow.yaml"
     shell:
-        "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q}"
+        "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2> {log:q}"

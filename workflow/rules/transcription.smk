@@ -36,7 +36,11 @@ rule transcription:
     output:
         record=f"{OUT}/tracks/{{track}}/transcription.json",
         midi=directory(f"{OUT}/tracks/{{track}}/midi"),
+    log:
+        f"{LOGS}/transcription/tracks/{{track}}.log",
     localrule: True
+    conda:
+        "../../envs/mirflow.yaml"
     shell:
-        "rm -rf {output.midi:q} && cp -r {input.batch:q}/{wildcards.track}/files {output.midi:q}"
-        " && cp {input.batch:q}/{wildcards.track}/record.json {output.record:q}"
+        "rm -rf {output.midi:q} && cp -r {input.batch:q}/{wildcards.track}/files {output.midi:q} 2> {log:q}"
+        " && cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2>> {log:q}"
