@@ -157,12 +157,17 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> list[ModelEntry]:
     return entries
 
 
-def _parse_entry(item: Any, where: str) -> ModelEntry:
+def _check_keys(item: Any, allowed: set[str], where: str) -> None:
+    """``item`` is a mapping with no key outside ``allowed``."""
     if not isinstance(item, dict):
         raise ManifestError(f"{where}: expected a mapping")
-    unknown = set(item) - _ENTRY_KEYS
+    unknown = set(item) - allowed
     if unknown:
         raise ManifestError(f"{where}: unknown key(s) {sorted(unknown)}")
+
+
+def _parse_entry(item: Any, where: str) -> ModelEntry:
+    _check_keys(item, _ENTRY_KEYS, where)
     for key in ("name", "backend", "description", "licence"):
         if not isinstance(item.get(key), str) or not item[key].strip():
             raise ManifestError(f"{where}: '{key}' must be a non-empty string")
@@ -190,11 +195,7 @@ def _parse_entry(item: Any, where: str) -> ModelEntry:
 
 
 def _parse_file(item: Any, where: str) -> ModelFile:
-    if not isinstance(item, dict):
-        raise ManifestError(f"{where}: expected a mapping")
-    unknown = set(item) - _FILE_KEYS
-    if unknown:
-        raise ManifestError(f"{where}: unknown key(s) {sorted(unknown)}")
+    _check_keys(item, _FILE_KEYS, where)
     path = item.get("path")
     if not isinstance(path, str) or not path:
         raise ManifestError(f"{where}: 'path' must be a non-empty string")
