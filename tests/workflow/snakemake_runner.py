@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,15 @@ import yaml
 from conftest import REPO
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def make_library(root: Path, files: dict[str, Path]) -> Path:
+    """``root/library`` holding a copy of each source under its new name."""
+    library = root / "library"
+    library.mkdir()
+    for name, source in files.items():
+        shutil.copy(source, library / name)
+    return library
 
 
 def write_config(path: Path, library: Path, output: Path, **sections) -> Path:

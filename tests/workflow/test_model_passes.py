@@ -8,7 +8,7 @@ import pretty_midi
 import pytest
 
 from conftest import GUITARSET, LIBRARY, TRUMPET
-from snakemake_runner import job_counts, run_snakemake, write_config
+from snakemake_runner import job_counts, make_library, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +23,8 @@ def passes_run(tmp_path_factory):
     from model_fixtures.essentia_tiny import write_tiny_essentia_models
 
     root = tmp_path_factory.mktemp("passes")
-    library = root / "library"
-    library.mkdir()
-    shutil.copy(GUITARSET, library / "guitar.flac")
-    shutil.copy(TRUMPET, library / "trumpet.ogg")  # 5.3 s: one crop
+    # The trumpet (5.3 s) gives one crop.
+    library = make_library(root, {"guitar.flac": GUITARSET, "trumpet.ogg": TRUMPET})
     models = root / "models"
     write_tiny_audiobox(models / "audiobox-aesthetics" / "checkpoint.pt")
     write_tiny_essentia_models(models)
@@ -106,9 +104,7 @@ def test_rerun_is_a_noop_and_new_tracks_make_new_batches_only(passes_run):
 
 
 def test_passes_are_off_without_models_and_the_summary_says_so(tmp_path):
-    library = tmp_path / "library"
-    library.mkdir()
-    shutil.copy(TRUMPET, library / "trumpet.ogg")
+    library = make_library(tmp_path, {"trumpet.ogg": TRUMPET})
     config = write_config(
         tmp_path / "config.yaml", library, tmp_path / "out", models_dir=str(tmp_path / "models"),
         transcription={"enabled": False}, export={"formats": []},
@@ -124,9 +120,7 @@ def test_passes_are_off_without_models_and_the_summary_says_so(tmp_path):
 
 
 def test_an_enabled_pass_without_its_model_stops_with_the_file_and_the_command(tmp_path):
-    library = tmp_path / "library"
-    library.mkdir()
-    shutil.copy(TRUMPET, library / "trumpet.ogg")
+    library = make_library(tmp_path, {"trumpet.ogg": TRUMPET})
     config = write_config(
         tmp_path / "config.yaml", library, tmp_path / "out", models_dir=str(tmp_path / "models"),
         aesthetics={"enabled": True},
@@ -143,9 +137,7 @@ def test_captions_hear_each_crop_and_use_the_labels(tmp_path):
     from model_fixtures.essentia_tiny import write_tiny_essentia_models
     from model_fixtures.flamingo_tiny import write_tiny_flamingo
 
-    library = tmp_path / "library"
-    library.mkdir()
-    shutil.copy(GUITARSET, library / "guitar.flac")
+    library = make_library(tmp_path, {"guitar.flac": GUITARSET})
     models = tmp_path / "models"
     write_tiny_flamingo(models / "music-flamingo")
     write_tiny_essentia_models(models)

@@ -1,13 +1,12 @@
 """Exports and the HTML report through the real workflow, on a small real library."""
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
 
 from conftest import GUITARSET, TRUMPET
-from snakemake_runner import run_snakemake, write_config
+from snakemake_runner import make_library, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +17,7 @@ PLOTS = ["bpm", "key", "loudness", "duration", "aesthetics", "genres", "moods",
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    library = root / "library"
-    library.mkdir()
-    shutil.copy(GUITARSET, library / "guitar.flac")
-    shutil.copy(TRUMPET, library / "trumpet.ogg")
+    library = make_library(root, {"guitar.flac": GUITARSET, "trumpet.ogg": TRUMPET})
     config = write_config(root / "config.yaml", library, root / "out",
                           crops={"length_samples": 65536})  # fmt: skip
     run_snakemake(root, config)
