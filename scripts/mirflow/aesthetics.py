@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirflow.audio import load_audio, resample
+from mirflow.audio import load_audio, resample, to_mono
 from mirflow.errors import TrackError
 from mirflow.separation import ModelNotFoundError
 
@@ -135,12 +135,9 @@ def to_model_input(audio: np.ndarray, sr: int) -> np.ndarray:
       here, so the windows, masks and weights are exactly the package's.
     """
     audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2:
-        mono = audio.mean(axis=0)
-    elif audio.ndim == 1:
-        mono = audio
-    else:
+    if audio.ndim not in (1, 2):
         raise ValueError(f"audio must be (channels, samples) or (samples,), not {audio.shape}")
+    mono = to_mono(audio)
     if sr != SAMPLE_RATE:
         target = resampled_length(mono.shape[-1], sr)
         mono = resample(mono[None, :], sr, SAMPLE_RATE)[0]

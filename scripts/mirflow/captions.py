@@ -667,7 +667,9 @@ class Captioner:
     def provenance(self) -> dict[str, str | None]:
         """``.INFO`` fields naming the model: file, sha256 prefix, quantisation, projector."""
         if self._sha256 is None:
-            self._sha256 = _sha256_file(self.gguf_path)  # once per load: GBs for real models
+            from mirflow.ingest import sha256_file  # noqa: PLC0415
+
+            self._sha256 = sha256_file(self.gguf_path)  # once per load: GBs for real models
         return {
             "caption_model": self.gguf_path.name,
             "caption_model_sha256": self._sha256[:12],
@@ -717,9 +719,9 @@ class Captioner:
 
 def _mono_samples(audio: np.ndarray) -> np.ndarray:
     """Contiguous float32 samples; ``(channels, samples)`` is averaged to mono."""
-    samples = np.asarray(audio, dtype=np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=0)
+    from mirflow.audio import to_mono  # noqa: PLC0415
+
+    samples = to_mono(np.asarray(audio, dtype=np.float32))
     if samples.ndim != 1:
         raise ValueError(f"audio must be (samples,) or (channels, samples), not {samples.shape}")
     if samples.size == 0:
@@ -734,14 +736,6 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))  # the CPUs this job may use (SLURM, taskset)
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # llama.cpp calls these from C; keep them alive for the life of the process.
