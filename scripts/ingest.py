@@ -13,6 +13,7 @@ result = run_stage(
         snakemake.params.relpath,
         snakemake.wildcards.track,
         tuple(snakemake.params.various_artists),
+        snakemake.params.max_duration_s,
     ),
     identity={"track": snakemake.wildcards.track, "source": snakemake.params.relpath},
 )

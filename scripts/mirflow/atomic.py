@@ -38,6 +38,10 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file 0600: the finished file gets the mode any new
+    # file gets (0666 less the umask), so a dataset is as readable as the user
+    # means it to be (a training job under another account, a shared group).
+    tmp.chmod(0o666 & ~current_umask())
     try:
         yield tmp
         _fsync(tmp)
@@ -45,6 +49,21 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it
+    (``os.umask`` can only be read by setting it, which races with threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
@@ -97,6 +116,7 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(dest)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), dir=dest.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700 (see atomic_path)
     try:
         yield tmp
         old = None

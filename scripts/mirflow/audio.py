@@ -8,6 +8,7 @@ shell string, so no file name can become a command.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -56,6 +57,42 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def to_mono(audio: np.ndarray) -> np.ndarray:
     """``(channels, samples)`` -> ``(samples,)`` by averaging channels."""
     return audio.mean(axis=0) if audio.ndim == 2 else audio
+
+
+_C = float(np.sqrt(0.5))  # -3 dB
+
+#: Stereo down-mix of the standard layout of each channel count, in WAV/FLAC
+#: channel order, as rows (left, right): ITU-R BS.775 coefficients, the LFE
+#: left out (as ffmpeg's default down-mix does).
+_STEREO_DOWNMIX: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    3: ((1, 0, _C), (0, 1, _C)),  # FL FR FC
+    4: ((1, 0, _C, 0), (0, 1, 0, _C)),  # FL FR BL BR
+    5: ((1, 0, _C, _C, 0), (0, 1, _C, 0, _C)),  # FL FR FC BL BR
+    6: ((1, 0, _C, 0, _C, 0), (0, 1, _C, 0, 0, _C)),  # FL FR FC LFE BL BR (5.1)
+    7: ((1, 0, _C, 0, 0.5, _C, 0), (0, 1, _C, 0, 0.5, 0, _C)),  # FL FR FC LFE BC SL SR
+    8: ((1, 0, _C, 0, _C, 0, _C, 0), (0, 1, _C, 0, 0, _C, 0, _C)),  # ... BL BR SL SR (7.1)
+}
+
+
+def stereo_downmix(channels: int) -> np.ndarray:
+    """``(2, channels)`` matrix taking ``channels`` (> 2) to stereo.
+
+    Rows are scaled so that no output can pass full scale (as ffmpeg
+    normalises its matrices). A count with no standard layout (more than 8)
+    is averaged into both sides: nothing is dropped.
+    """
+    rows = np.array(_STEREO_DOWNMIX.get(channels, [[1.0] * channels] * 2), dtype=np.float64)
+    return rows / np.abs(rows).sum(axis=1).max()
+
+
+def to_stereo(audio: np.ndarray) -> np.ndarray:
+    """``(channels, samples)`` -> ``(2, samples)``: mono duplicated, stereo as
+    it is, more channels down-mixed by :func:`stereo_downmix`."""
+    if audio.shape[0] == 1:
+        return np.repeat(audio, 2, axis=0)
+    if audio.shape[0] == 2:
+        return audio
+    return (stereo_downmix(audio.shape[0]) @ audio).astype(audio.dtype)
 
 
 def _load_soundfile(path: Path) -> tuple[np.ndarray, int]:
@@ -130,5 +167,10 @@ def write_audio(
         raise ValueError(f"{dest}: unsupported output format {dest.suffix!r}")
     if subtype is None:
         subtype = {"FLAC": "PCM_24", "WAV": "FLOAT", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}[fmt]
+    # Encoded in memory, then written by Python: libsndfile reports a failed
+    # write (a full disk) as "System error.", Python as the OSError it is
+    # ("[Errno 28] No space left on device"), which the user can act on.
+    encoded = io.BytesIO()
+    sf.write(encoded, np.ascontiguousarray(audio.T), sr, format=fmt, subtype=subtype)
     with atomic_path(dest) as tmp:
-        sf.write(str(tmp), np.ascontiguousarray(audio.T), sr, format=fmt, subtype=subtype)
+        tmp.write_bytes(encoded.getbuffer())

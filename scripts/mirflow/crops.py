@@ -12,6 +12,9 @@ shorter than that is never written. Modes:
   and says so.
 - ``sequential``: crops at 0, step, 2*step, ...
 
+A track that is digital silence throughout gets no crops, and its
+``crop_alignment`` says so.
+
 Each loop advances an index strictly, so planning always ends.
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mirflow.audio import write_audio
+from mirflow.audio import to_stereo, write_audio
 from mirflow.records import StageResult
 
 
@@ -88,17 +91,20 @@ def crop_name(track: str, index: int) -> str:
 def fit_channels(audio: np.ndarray, channels: int | None) -> np.ndarray:
     """Give ``(c, n)`` audio the crop channel count.
 
-    Mono to stereo duplicates; more channels to stereo keeps the first two
-    (front left/right in WAV/FLAC channel order); anything to mono averages.
+    Mono to stereo duplicates; more channels are down-mixed to stereo
+    (:func:`mirflow.audio.to_stereo`: a 5.1 file keeps its centre channel,
+    where the vocals usually are), and to mono from there by averaging.
     """
     if channels is None or audio.shape[0] == channels:
         return audio
-    if channels == 1:
-        return audio.mean(axis=0, keepdims=True)
     if audio.shape[0] == 1:
         return np.repeat(audio, channels, axis=0)
-    if audio.shape[0] > channels:
-        return audio[:channels]
+    if audio.shape[0] > 2:
+        audio = to_stereo(audio)
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    if channels == 2:
+        return audio
     raise ValueError(f"cannot make {channels} channels from {audio.shape[0]}")
 
 
@@ -133,6 +139,9 @@ def cut_crops(
     total = audio.shape[1]
     downbeats = beats[beats[:, 1] == 1, 0] if len(beats) else np.empty(0)
     plan = plan_crops(total, np.round(downbeats * sr), options)
+    if plan.starts and not np.any(audio):
+        # Crops of nothing teach a model nothing: the .INFO says why there are none.
+        plan = CropPlan([], "none (digital silence)")
     audio = fit_channels(audio, options.channels)
     stems = {name: fit_channels(stem, options.channels) for name, stem in stems.items()}
     crops: dict[str, dict[str, Any]] = {}

@@ -8,6 +8,7 @@ here, with its cause, not deep inside a later stage.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from mirflow.audio import ffmpeg_decode_command, probe_ffmpeg
-from mirflow.errors import AudioDecodeError
+from mirflow.errors import AudioDecodeError, TrackError
 from mirflow.records import StageResult
 
 #: Default album-artist values that mean "compilation"; config can replace them.
@@ -43,21 +44,59 @@ def sha256_file(path: str | os.PathLike) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+#: What a user can do about a file that is not usable audio.
+REPLACE_HINT = "replace it with a good copy, or remove it from the library"
+
+#: Longest track taken by default (config ``rhythm.max_track_minutes``). Beat
+#: tracking and features hold the whole track in memory: madmom's downbeat
+#: decoder alone keeps 4 bytes per state (14,876 in 4/4) per frame (100 per
+#: second), about 6 MB per second of audio, so a 2-hour track needs some 43 GB
+#: there and would be killed for memory instead of failing with a cause.
+#: 30 minutes needs about 11 GB.
+MAX_DURATION_S = 30 * 60.0
+
+
 def probe(path: str | os.PathLike) -> dict[str, Any]:
     """codec, sample_rate, channels, duration_s (decoded frames), peak level.
 
-    Raises AudioDecodeError when the file is not decodable audio.
+    Raises AudioDecodeError, naming the file, what is wrong and what the user
+    can do, when the file is not decodable audio, holds no samples, or is cut
+    short (fewer samples decode than its header promises).
     """
     path = Path(path)
     if path.stat().st_size == 0:
-        raise AudioDecodeError(f"{path}: file is empty (0 bytes)")
+        raise AudioDecodeError(f"{path}: file is empty (0 bytes): {REPLACE_HINT}")
     try:
-        return _probe_soundfile(path)
+        facts = _probe_soundfile(path)
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as sf_error:
-        try:
-            return _probe_ffmpeg_decode(path)
-        except FileNotFoundError:  # no ffmpeg on PATH
-            raise AudioDecodeError(f"{path}: cannot decode ({sf_error})") from sf_error
+        facts = _probe_with_ffmpeg(path, sf_error)
+    if facts["frames"] == 0:
+        raise AudioDecodeError(f"{path}: holds no audio samples: {REPLACE_HINT}")
+    if cut := truncation(path, facts):
+        raise AudioDecodeError(
+            f"{path}: truncated: {cut}; the file is incomplete (an interrupted copy or "
+            "download?): replace it with a complete copy"
+        )
+    return facts
+
+
+def _probe_with_ffmpeg(path: Path, sf_error: Exception) -> dict[str, Any]:
+    """ffmpeg's probe, for what libsndfile cannot read; both reasons when neither can."""
+    sf_reason = getattr(sf_error, "error_string", None) or str(sf_error)
+    if "does not exist" in sf_reason:
+        # What libsndfile says of bytes none of its formats (nor mpg123) take.
+        sf_reason = "format not recognised"
+    try:
+        return _probe_ffmpeg_decode(path)
+    except FileNotFoundError:  # no ffmpeg on PATH
+        ff_reason = "not installed"
+    except AudioDecodeError as ff_error:
+        # Drop the path where the message repeats it: the cause names it once.
+        ff_reason = str(ff_error).removeprefix(f"{path}: ").replace(f"{path}: ", "")
+    raise AudioDecodeError(
+        f"{path}: not decodable audio (libsndfile: {sf_reason.rstrip('.')}; "
+        f"ffmpeg: {ff_reason}): {REPLACE_HINT}"
+    ) from sf_error
 
 
 def _probe_soundfile(path: Path) -> dict[str, Any]:
@@ -71,8 +110,6 @@ def _probe_soundfile(path: Path) -> dict[str, Any]:
         while len(block := handle.read(1 << 18, dtype="float32", always_2d=True)):
             frames += len(block)
             peak = max(peak, float(np.abs(block).max()))
-    if frames == 0:
-        raise AudioDecodeError(f"{path}: no audio samples")
     codec = info.format if info.subtype in ("VORBIS", "OPUS") else info.subtype
     codec_name = {"VORBIS": "vorbis", "OPUS": "opus", "MPEG_LAYER_III": "mp3"}.get(
         info.subtype, f"{info.format.lower()}/{codec.lower()}"
@@ -82,6 +119,7 @@ def _probe_soundfile(path: Path) -> dict[str, Any]:
         "container": info.format.lower(),
         "sample_rate": int(info.samplerate),
         "channels": int(info.channels),
+        "frames": frames,
         "duration_s": frames / info.samplerate,
         "peak": peak,
     }
@@ -102,17 +140,127 @@ def _probe_ffmpeg_decode(path: Path) -> dict[str, Any]:
             if len(samples):
                 peak = max(peak, float(np.abs(samples).max()))
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0 or frames == 0:
-        reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no audio samples"
+    if proc.returncode != 0:
+        reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
         raise AudioDecodeError(f"{path}: ffmpeg cannot decode: {reason}")
     return {
         "codec": facts["codec"],
         "container": path.suffix.lower().lstrip("."),
         "sample_rate": facts["sample_rate"],
         "channels": channels,
+        "frames": frames,
         "duration_s": frames / facts["sample_rate"],
         "peak": peak,
     }
+
+
+def truncation(path: str | os.PathLike, facts: dict[str, Any]) -> str:
+    """How a file shows it was cut short ('' when it does not).
+
+    FLAC states its exact length (STREAMINFO; 0 means unknown); an MP3 frame
+    states its own size, so a last frame with fewer bytes than that is cut.
+    Other formats (WAV, Ogg) carry no length a decoder does not already
+    adjust to what is there.
+    """
+    if str(facts["codec"]).startswith("flac"):
+        import mutagen.flac  # noqa: PLC0415
+
+        try:
+            total = mutagen.flac.FLAC(str(path)).info.total_samples
+        except Exception:  # noqa: BLE001  (Ogg FLAC, odd headers: no claim to check)
+            return ""
+        if total and facts["frames"] < total:
+            sr = facts["sample_rate"]
+            return f"its FLAC header says {total / sr:.2f} s, {facts['frames'] / sr:.2f} s decode"
+    if facts["codec"] == "mp3":
+        return mp3_cut_short(path)
+    return ""
+
+
+# kbit/s by (MPEG-1?, layer) and bitrate index; sample rates by version bits.
+_MPEG_BITRATES = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_BITRATES[(False, 3)] = _MPEG_BITRATES[(False, 2)]
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mpeg_frame(header: bytes) -> tuple[tuple[int, int, int], int] | None:
+    """(stream signature, frame size in bytes) of a 4-byte MPEG audio frame
+    header, or None when the bytes are no such header (or free format)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate_index, rate_index = header[2] >> 4, (header[2] >> 2) & 3
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1, padding = 4 - layer_bits, version == 3, (header[2] >> 1) & 1
+    bitrate = _MPEG_BITRATES[(mpeg1, layer)][bitrate_index] * 1000
+    sample_rate = _MPEG_RATES[version][rate_index]
+    if layer == 1:
+        size = (12 * bitrate // sample_rate + padding) * 4
+    elif layer == 3 and not mpeg1:
+        size = 72 * bitrate // sample_rate + padding
+    else:
+        size = 144 * bitrate // sample_rate + padding
+    return (version, layer, sample_rate), size
+
+
+def mp3_cut_short(path: str | os.PathLike) -> str:
+    """'' or how the MP3's last frame is cut short.
+
+    Walks the frames from the first one (after any ID3v2 tag) to the end of
+    the audio (before an ID3v1 or APEv2 tag). Anything that is not a frame of
+    the same stream stops the walk with no verdict: trailing junk is not a
+    truncation we can prove.
+    """
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start, end = 0, len(data)
+        while data[start : start + 3] == b"ID3" and start + 10 <= end:
+            size = _syncsafe(data[start + 6 : start + 10])
+            start += 10 + size + (10 if data[start + 5] & 0x10 else 0)
+        if end - start >= 128 and data[end - 128 : end - 125] == b"TAG":
+            end -= 128
+        if end - start >= 32 and data[end - 32 : end - 24] == b"APETAGEX":
+            flags = int.from_bytes(data[end - 12 : end - 8], "little")
+            end -= int.from_bytes(data[end - 20 : end - 16], "little")
+            end -= 32 if flags & 0x80000000 else 0
+        pos = _first_mpeg_frame(data, start, end)
+        if pos is None:
+            return ""
+        signature = mpeg_frame(data[pos : pos + 4])[0]
+        while pos < end:
+            frame = mpeg_frame(data[pos : pos + 4])
+            if frame is None or frame[0] != signature:
+                return ""
+            if pos + frame[1] > end:
+                return f"its last MPEG frame has {end - pos} of its {frame[1]} bytes"
+            pos += frame[1]
+    return ""
+
+
+def _syncsafe(raw: bytes) -> int:
+    """An ID3v2 size: 7 bits per byte."""
+    return sum((b & 0x7F) << (7 * (len(raw) - 1 - i)) for i, b in enumerate(raw))
+
+
+def _first_mpeg_frame(data, start: int, end: int, search: int = 1 << 16) -> int | None:
+    """The first header whose frame is followed by another header of the same
+    stream (or by the end): one sync pattern alone may be chance."""
+    pos = data.find(b"\xff", start, min(end, start + search))
+    while pos != -1:
+        frame = mpeg_frame(data[pos : pos + 4])
+        if frame is not None:
+            following = pos + frame[1]
+            after = mpeg_frame(data[following : following + 4]) if following + 4 <= end else None
+            if following >= end or (after is not None and after[0] == frame[0]):
+                return pos
+        pos = data.find(b"\xff", pos + 1, min(end, start + search))
+    return None
 
 
 def read_tags(path: str | os.PathLike) -> tuple[dict[str, str], str]:
@@ -204,10 +352,26 @@ def _number(text: str | None) -> float | None:
 
 
 def ingest_track(
-    path: str | os.PathLike, relpath: str, track: str, various_artists: tuple[str, ...]
+    path: str | os.PathLike,
+    relpath: str,
+    track: str,
+    various_artists: tuple[str, ...],
+    max_duration_s: float = MAX_DURATION_S,
 ) -> StageResult:
-    """The ``source.json`` record of one track."""
+    """The ``source.json`` record of one track.
+
+    A track longer than ``max_duration_s`` fails here, with its cause, rather
+    than later, killed for memory with none (see ``MAX_DURATION_S``).
+    """
     facts = probe(path)
+    if facts["duration_s"] > max_duration_s:
+        raise TrackError(
+            f"{path}: {facts['duration_s'] / 60:.0f} minutes long, over the "
+            f"{max_duration_s / 60:g}-minute limit (beat tracking holds the whole track in "
+            "memory, about 6 MB per second): split it into parts (e.g. "
+            "`ffmpeg -i IN -f segment -segment_time 1200 -c copy OUT_%03d.flac`), or raise "
+            "rhythm.max_track_minutes if the machine has the memory"
+        )
     tags, tags_error = read_tags(path)
     fields: dict[str, Any] = {
         "track": track,

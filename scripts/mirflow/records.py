@@ -15,6 +15,7 @@ cause, and a re-run is a no-op until the source file changes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -53,6 +54,15 @@ def first_failure(results: list[StageResult]) -> StageResult | None:
     return next((r for r in results if not r.ok), None)
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a newline in a file name reads
+    ``\\n``), so a cause is one line in the summary, the manifest and a log."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")  # what str.splitlines() splits on
+
+
 def run_stage(
     stage: str,
     upstream: list[StageResult],
@@ -73,6 +83,6 @@ def run_stage(
         try:
             result = compute()
         except TrackError as exc:
-            result = StageResult(stage=stage, status="failed", error=f"{stage}: {exc}")
+            result = StageResult(stage=stage, status="failed", error=one_line(f"{stage}: {exc}"))
     result.track = {**(identity or {}), **result.track}
     return result

@@ -45,3 +45,19 @@ def test_stale_temporaries_of_one_destination_only(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [".mirflow-tmp-a-b~456.json", "a"]
     assert sweep_temporaries(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_written_files_and_folders_follow_the_umask_not_mkstemp(tmp_path):
+    """mkstemp/mkdtemp make 0600/0700; the dataset must be as readable as any
+    file the user makes (here umask 022: 0644 and 0755)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {})
+        with atomic_directory(tmp_path / "d") as folder:
+            (folder / "x").write_text("")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mirflow.audio import to_stereo
 from mirflow.crops import CropOptions, beats_in_window, cut_crops, fit_channels, plan_crops
 
 SR = 1000
@@ -59,9 +60,50 @@ def test_fit_channels():
     mono = np.ones((1, 10))
     assert fit_channels(mono, 2).shape == (2, 10)
     six = np.arange(60, dtype=float).reshape(6, 10)
-    assert np.array_equal(fit_channels(six, 2), six[:2])
+    assert fit_channels(six, 2).shape == (2, 10)
     assert fit_channels(six, 1).shape == (1, 10)
     assert fit_channels(six, None) is six
+
+
+def test_surround_is_down_mixed_not_cut_to_its_first_two_channels():
+    # 5.1 in WAV/FLAC order: FL FR FC LFE BL BR. Music only in the centre (as
+    # dialogue and vocals often are) must reach both sides, equally.
+    centre = np.zeros((6, 100), dtype=np.float32)
+    centre[2] = 0.5
+    stereo = fit_channels(centre, 2)
+    assert stereo.dtype == np.float32
+    assert np.allclose(stereo[0], stereo[1]) and stereo[0, 0] > 0.1
+    # Full scale in every channel cannot clip; the LFE is left out.
+    assert np.abs(fit_channels(np.ones((6, 10), np.float32), 2)).max() <= 1.0 + 1e-6
+    lfe = np.zeros((6, 10), np.float32)
+    lfe[3] = 1.0
+    assert not np.any(fit_channels(lfe, 2))
+    # Front left stays on the left only.
+    left = np.zeros((6, 10), np.float32)
+    left[0] = 1.0
+    assert fit_channels(left, 2)[1].max() == 0 and fit_channels(left, 2)[0].max() > 0
+    # No standard layout (16 channels): every channel counts, on both sides.
+    many = np.zeros((16, 10), np.float32)
+    many[15] = 1.0
+    assert np.allclose(fit_channels(many, 2), 1 / 16)
+    assert np.array_equal(fit_channels(centre, 2), to_stereo(centre))  # one down-mix for all
+
+
+@pytest.mark.parametrize("channels", [3, 4, 5, 7, 8])
+def test_every_standard_layout_down_mixes_without_clipping(channels):
+    stereo = fit_channels(np.ones((channels, 10), np.float32), 2)
+    assert stereo.shape == (2, 10) and 0.3 < stereo.max() <= 1.0 + 1e-6
+
+
+def test_digital_silence_gets_no_crops_and_says_why(tmp_path):
+    silent = np.zeros((2, 20_000), dtype=np.float32)
+    plan, crops = cut_crops("s", silent, np.empty((0, 2)), {}, options(format="wav"), tmp_path)
+    assert crops == {} and plan.alignment == "none (digital silence)"
+    assert not list(tmp_path.iterdir())
+    quiet = silent.copy()
+    quiet[0, 5] = 1e-6  # not digital silence: cut as usual
+    plan, crops = cut_crops("q", quiet, np.empty((0, 2)), {}, options(format="wav"), tmp_path)
+    assert len(crops) == 5
 
 
 def test_cut_crops_writes_exact_lengths_with_stems_on_same_boundaries(tmp_path):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
-from conftest import TRUMPET, VIBE_ACE, write_tone
+from conftest import REPO, TRUMPET, VIBE_ACE, write_tone
 from mirflow.errors import AudioDecodeError
 from mirflow.ingest import VARIOUS_ARTISTS, ingest_track, metadata_fields, probe, read_tags
 
@@ -82,3 +83,87 @@ def test_ingest_record(tmp_path):
     assert len(fields["sha256"]) == 64
     assert fields["peak_dbfs"] == pytest.approx(20 * np.log10(0.5), abs=0.1)
     assert sf.info(wav).frames == 12000  # the source is untouched
+
+
+def _mp3(seconds=2.0, sr=44100):
+    import lameenc
+
+    t = np.arange(int(seconds * sr)) / sr
+    pcm = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(128)
+    encoder.set_in_sample_rate(sr)
+    encoder.set_channels(1)
+    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+
+
+def _frame_starts(data: bytes) -> list[int]:
+    from mirflow.ingest import mpeg_frame
+
+    starts, pos = [], 0
+    while pos < len(data) and (frame := mpeg_frame(data[pos : pos + 4])):
+        starts.append(pos)
+        pos += frame[1]
+    assert pos == len(data)  # lameenc writes frames and nothing else
+    return starts
+
+
+def test_truncated_flac_fails_with_its_header_length_and_a_remedy(tmp_path):
+    full = write_tone(tmp_path / "full.flac", seconds=2.0, sr=44100, channels=2)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(AudioDecodeError, match=r"cut.flac: truncated: its FLAC header says 2.00 s"):
+        probe(cut)
+    with pytest.raises(AudioDecodeError, match="replace it with a complete copy"):
+        probe(cut)
+    assert probe(full)["duration_s"] == 2.0
+
+
+def test_mp3_cut_inside_a_frame_is_truncated_at_a_boundary_or_with_tags_it_is_not(tmp_path):
+    from mirflow.ingest import mp3_cut_short
+
+    data = _mp3()
+    starts = _frame_starts(data)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: starts[40] + 100])
+    assert (
+        mp3_cut_short(cut) == f"its last MPEG frame has 100 of its {starts[41] - starts[40]} bytes"
+    )
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        probe(cut)
+    # Cut on a frame boundary: nothing in an MP3 without a Xing header tells.
+    boundary = tmp_path / "boundary.mp3"
+    boundary.write_bytes(data[: starts[40]])
+    assert mp3_cut_short(boundary) == ""
+    # Whole files with an ID3v2 tag in front and an ID3v1 tag or junk behind.
+    whole = tmp_path / "whole.mp3"
+    id3v2 = b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10)
+    for tail in (b"", b"TAG" + bytes(125), b"\x00" * 300, b"\xff\x00junk"):
+        whole.write_bytes(id3v2 + data + tail)
+        assert mp3_cut_short(whole) == "", tail
+    assert mp3_cut_short(VIBE_ACE) == ""
+
+
+def test_header_only_and_undecodable_files_say_what_to_do(tmp_path):
+    text = tmp_path / "notes.mp3"
+    text.write_text("not audio\n" * 100)
+    with pytest.raises(AudioDecodeError) as excinfo:
+        probe(text)
+    message = str(excinfo.value)
+    assert message.startswith(f"{text}: not decodable audio (libsndfile: ")
+    assert "remove it from the library" in message
+    assert "does not exist" not in message  # libsndfile's misleading wording for unknown bytes
+
+
+def test_too_long_track_fails_at_ingest_with_a_way_out(tmp_path):
+    from mirflow.errors import TrackError
+    from mirflow.ingest import MAX_DURATION_S
+
+    wav = write_tone(tmp_path / "long.wav", seconds=3.0, sr=8000)
+    with pytest.raises(TrackError, match=r"over the [0-9.]+-minute limit .* split it into parts"):
+        ingest_track(wav, "long.wav", "long", VARIOUS_ARTISTS, max_duration_s=2.0)
+    assert ingest_track(wav, "long.wav", "long", VARIOUS_ARTISTS).ok
+    # The package default is the config default.
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    rhythm = schema["properties"]["rhythm"]["properties"]
+    assert MAX_DURATION_S == rhythm["max_track_minutes"]["default"] * 60

@@ -16,6 +16,15 @@ def test_run_stage_records_track_errors_and_propagates_them():
     assert (skipped.status, skipped.error) == ("skipped", failed.error)
 
 
+def test_a_cause_is_one_line_whatever_the_file_name():
+    def bad():
+        raise TrackError("/lib/bad\nname\u2028.flac: cannot decode")
+
+    error = run_stage("ingest", [], bad).error
+    assert error == "ingest: /lib/bad\\nname\\u2028.flac: cannot decode"
+    assert len(error.splitlines()) == 1
+
+
 def test_other_exceptions_fail_the_job():
     import pytest
 

@@ -22,7 +22,7 @@ from demucs.pretrained import REMOTE_ROOT
 from model_fixtures.demucs_tiny import write_tiny_htdemucs
 
 from conftest import GUITARSET, TRUMPET
-from mirflow.audio import load_audio, resample
+from mirflow.audio import load_audio, resample, to_stereo
 from mirflow.separation import STEMS, ModelNotFoundError, SeparationError
 from mirflow.separation import demucs_backend as db
 from mirflow.separation.demucs_backend import DemucsBackend
@@ -163,12 +163,14 @@ def test_odd_length_and_rate_gives_the_resampled_length(backend):
     assert all(s.shape == (2, n) for s in backend.separate(x, sr).values())
 
 
-def test_more_than_two_channels_keeps_the_first_two(backend, trumpet):
+def test_six_channels_are_separated_as_their_stereo_downmix(backend, trumpet):
     x = trumpet[:, :SR]
-    extra = np.concatenate([x, np.ones((2, SR), np.float32)])  # 4 channels, junk in 3-4
-    a, b = backend.separate(x, SR), backend.separate(extra, SR)
+    surround = np.concatenate([x, x[::-1] * 0.5, x * 0.25])  # 5.1: L R C LFE Ls Rs
+    a, b = backend.separate(to_stereo(surround), SR), backend.separate(surround, SR)
     for name in STEMS:
         np.testing.assert_array_equal(a[name], b[name])
+    # Not the first two channels only: the centre and surrounds are in the mix.
+    assert not np.allclose(b["drums"], backend.separate(x, SR)["drums"])
 
 
 def test_separation_is_deterministic_and_leaves_global_random_alone(backend, trumpet):

@@ -17,7 +17,7 @@ import pytest
 from model_fixtures.roformer_tiny import SIX_STEMS, write_tiny_bs_roformer
 
 from conftest import GUITARSET, REPO, VIBE_ACE
-from mirflow.audio import load_audio, resample
+from mirflow.audio import load_audio, resample, to_stereo
 from mirflow.errors import TrackError
 from mirflow.separation import ModelNotFoundError, SeparationError
 from mirflow.separation.roformer_backend import (
@@ -128,6 +128,13 @@ def test_mono_22050_input_comes_back_at_44100(backend, clip):
     _assert_stems(stems, SIX_STEMS, n)
     # A 1-D array is one channel too.
     assert backend.separate(low[0], 22050)["vocals"].shape == (2, n)
+
+
+def test_six_channels_are_separated_as_their_stereo_downmix(backend, clip):
+    surround = np.concatenate([clip, clip * 0.5, clip * 0.25, clip[:, ::-1] * 0.1, clip, clip])
+    a, b = backend.separate(to_stereo(surround), SR), backend.separate(surround, SR)
+    for name in SIX_STEMS:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-6)
 
 
 def test_stems_are_the_models_output_unscaled(backend):

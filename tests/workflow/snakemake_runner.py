@@ -32,17 +32,30 @@ def write_config(path: Path, library: Path, output: Path, **sections) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
-    """Snakemake on the repo's workflow, run from ``workdir`` (its own .snakemake)."""
-    cmd = [
+def snakemake_command(config: Path, *args: str) -> list[str]:
+    """The command line a user runs: the repo's workflow and local profile."""
+    return [
         str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"),
         "--configfile", str(REPO / "config" / "config.yaml"), str(config),
         "--profile", str(REPO / "profiles" / "local"), "--cores", "2", *args,
     ]  # fmt: skip
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def snakemake_env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def run_snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
+    """Snakemake on the repo's workflow, run from ``workdir`` (its own .snakemake)."""
+    cmd = snakemake_command(config, *args)
     # One stream: Snakemake prints errors to stdout, jobs to stderr.
     result = subprocess.run(
-        cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        cmd,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=snakemake_env(),
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-6000:]}")

@@ -12,6 +12,7 @@ rule ingest:
         source_stamp=get_source_stamp,
         relpath=get_source_relpath,
         various_artists=config["metadata"]["various_artists"],
+        max_duration_s=config["rhythm"]["max_track_minutes"] * 60,
     threads: 1
     resources:
         mem_mb=mem_mb("ingest"),

@@ -26,7 +26,7 @@ from demucs.apply import BagOfModels, apply_model
 from demucs.htdemucs import HTDemucs
 from demucs.pretrained import REMOTE_ROOT, get_model
 
-from mirflow.audio import resample
+from mirflow.audio import resample, to_stereo
 from mirflow.separation import ModelNotFoundError, SeparationError, resolve_device
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class DemucsBackend:
         """``(channels, samples)`` float audio at ``sr`` -> {stem: float32 ``(2, n)``}.
 
         ``n`` is the length of the mix resampled to :attr:`sample_rate`. Mono is duplicated
-        to stereo, more than two channels are cut to the first two.
+        to stereo, more channels are down-mixed to stereo (ITU-R BS.775, as the crops are).
         """
         mix = self._prepare(audio, sr)
         if self.device == "cpu":
@@ -274,10 +274,7 @@ class DemucsBackend:
             raise ValueError(f"sample rate must be > 0, not {sr}")
         if not np.isfinite(audio).all():
             raise SeparationError("the audio contains NaN or infinite samples")
-        if audio.shape[0] == 1:
-            audio = np.concatenate([audio, audio])
-        elif audio.shape[0] > 2:
-            audio = audio[:2]
+        audio = to_stereo(audio)
         mix = resample(np.ascontiguousarray(audio), int(sr), self.sample_rate)
         if mix.shape[1] < 2:
             raise SeparationError(f"too short to separate ({audio.shape[1]} samples at {sr} Hz)")

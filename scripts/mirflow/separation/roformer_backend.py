@@ -49,7 +49,7 @@ import numpy as np
 import soundfile as sf
 
 from mirflow.atomic import TEMP_PREFIX, read_json, write_json
-from mirflow.audio import resample, write_audio
+from mirflow.audio import resample, to_stereo, write_audio
 from mirflow.separation import ModelNotFoundError, SeparationError, resolve_device
 
 log = logging.getLogger(__name__)
@@ -304,11 +304,8 @@ class RoformerBackend:
             )
         if not np.isfinite(audio).all():
             raise SeparationError(f"{self.name}: the mix contains NaN or infinite samples")
-        if audio.shape[0] > 2:  # the models are stereo: fold anything wider to mono
-            audio = audio.mean(axis=0, keepdims=True)
-        mix = resample(audio, int(sr), self.sample_rate)
-        if mix.shape[0] == 1:
-            mix = np.repeat(mix, 2, axis=0)
+        # The models are stereo: mono is duplicated, wider layouts down-mixed.
+        mix = resample(to_stereo(audio), int(sr), self.sample_rate)
         return np.ascontiguousarray(mix, dtype=np.float32)
 
     def _read_stems(self, out_dir: Path, written: list[str], n: int) -> dict[str, np.ndarray]:
