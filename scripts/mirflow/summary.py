@@ -51,6 +51,9 @@ class Summary:
     time_per_rule: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. a stage that is off, and why
     exports: dict[str, Any] | None = None  # crops kept and dropped by the export filters
+    # A merge of shards (README, "Large libraries"): library tracks no shard has finished yet.
+    tracks_pending: int = 0
+    pending_tracks: list[str] = field(default_factory=list)
 
 
 def mark_run_started(output_root: str | os.PathLike) -> None:
@@ -65,6 +68,42 @@ def run_started(output_root: str | os.PathLike) -> float | None:
         return float(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def read_track_ids(table: str | os.PathLike) -> list[str]:
+    """The library's track ids, from the track table (tracks.tsv) rule track_table writes."""
+    # Ids are text: "nan" or "NULL" are ids here, not missing values.
+    frame = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+    return frame["track"].tolist()
+
+
+def finished_datasets(
+    output_root: str | os.PathLike, tracks: list[str]
+) -> tuple[list[Path], list[str]]:
+    """``(dataset folders, pending track ids)`` of ``tracks``: a track is finished
+    when its dataset folder holds its ``.INFO`` (assemble writes the folder
+    atomically, so one being written is not there yet)."""
+    dataset_root = Path(output_root) / "dataset"
+    finished, pending = [], []
+    for track in tracks:
+        folder = dataset_root / track
+        if (folder / f"{track}.INFO").is_file():
+            finished.append(folder)
+        else:
+            pending.append(track)
+    return finished, pending
+
+
+def datasets_stamp(dataset_dirs: list[Path]) -> str:
+    """A short digest of which datasets exist and when their ``.INFO`` was written:
+    it changes when a track is finished or re-assembled."""
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha1()
+    for folder in dataset_dirs:
+        info = folder / f"{folder.name}.INFO"
+        digest.update(f"{folder.name}\t{info.stat().st_mtime_ns}\n".encode())
+    return f"{len(dataset_dirs)}:{digest.hexdigest()[:16]}"
 
 
 def read_infos(dataset_dirs: list[Path]) -> tuple[list[dict], list[tuple[dict, Path]]]:
@@ -138,6 +177,7 @@ def summarize(
     now: float | None = None,
     notes: list[str] = (),
     exports: dict[str, Any] | None = None,
+    pending: list[str] = (),
 ) -> tuple[Summary, pd.DataFrame]:
     output_root, input_root = Path(output_root), Path(input_root)
     tracks, crops = read_infos([Path(d) for d in dataset_dirs])
@@ -170,6 +210,8 @@ def summarize(
         time_per_rule=time_per_rule(output_root / "benchmarks", started),
         notes=[note for note in notes if note],
         exports=exports,
+        tracks_pending=len(pending),
+        pending_tracks=list(pending),
     )
     return summary, manifest
 
@@ -195,8 +237,9 @@ def format_summary(summary: dict[str, Any] | Summary) -> str:
             else f"{value}{unit}"
         )
 
+    pending = f", {s['tracks_pending']} pending" if s.get("tracks_pending") else ""
     rows = [
-        ("tracks", f"{s['tracks']} ({s['tracks_ok']} ok, {s['tracks_failed']} failed)"),
+        ("tracks", f"{s['tracks']} ({s['tracks_ok']} ok, {s['tracks_failed']} failed{pending})"),
         ("audio in dataset", fmt(s["audio_duration_s"], " s")),
         ("crops", f"{s['crops_processed']} processed, {s['crops_failed']} failed"),
         ("this run: tracks", str(s["tracks_processed_this_run"])),
@@ -218,6 +261,11 @@ def format_summary(summary: dict[str, Any] | Summary) -> str:
             lines.append(f"{rule:<20}{int(t['jobs']):>6}{t['seconds']:>10.1f}")
     if s.get("notes"):
         lines += [""] + s["notes"]
+    if s.get("pending_tracks"):
+        shown = s["pending_tracks"][:10]
+        more = len(s["pending_tracks"]) - len(shown)
+        lines += ["", "pending tracks (not finished by any shard yet):"]
+        lines += [f"  {track}" for track in shown] + ([f"  ... and {more} more"] if more else [])
     if s["failed_tracks"]:
         lines += ["", "failed tracks:"]
         lines += [f"  {f['track']} ({f['source']}): {f['error']}" for f in s["failed_tracks"]]

@@ -1,10 +1,10 @@
 rule assemble:
     input:
-        records=get_track_records,
+        records=track_records(),
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
-        crops=get_crops_dir,
-        stems=get_stems_dir,
-        files=get_pass_files_dirs,
+        crops=crops_dir(),
+        stems=stems_dir(),
+        files=pass_files_dirs(),
     output:
         dataset=directory(f"{OUT}/dataset/{{track}}"),
     log:
@@ -15,6 +15,6 @@ rule assemble:
     resources:
         mem_mb=mem_mb("assemble"),
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/assemble.py"

@@ -25,7 +25,7 @@ rule captions_batch:
         gpu=PASS_GPU["captions"],
         mem_mb=config["captions"]["mem_mb"],
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/model_pass.py"
 
@@ -41,6 +41,6 @@ rule captions:
         f"{LOGS}/captions/tracks/{{track}}.log",
     localrule: True
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     shell:
         "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2> {log:q}"

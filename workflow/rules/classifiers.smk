@@ -23,7 +23,7 @@ rule classifiers_batch:
         gpu=PASS_GPU["classifiers"],
         mem_mb=config["classifiers"]["mem_mb"],
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/model_pass.py"
 
@@ -39,6 +39,6 @@ rule classifiers:
         f"{LOGS}/classifiers/tracks/{{track}}.log",
     localrule: True
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     shell:
         "cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2> {log:q}"

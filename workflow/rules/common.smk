@@ -1,8 +1,12 @@
+import functools
+import inspect
 import os
 import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake.settings.types import DeploymentMethod
+from snakemake.common import overwrite_function_params
 from snakemake.utils import validate
 
 # The mirflow package lives in scripts/. Jobs find it without installing:
@@ -20,7 +24,14 @@ from mirflow.batches import (
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
 from mirflow.passes import PASSES
 from mirflow.separation import STEMS, missing_files
-from mirflow.summary import format_summary, load_summary, mark_run_started
+from mirflow.shards import MERGE, Shard, parse_shard
+from mirflow.summary import (
+    datasets_stamp,
+    finished_datasets,
+    format_summary,
+    load_summary,
+    mark_run_started,
+)
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -46,7 +57,34 @@ def load_track_table():
     ).set_index("track", drop=False)
 
 
-TRACKS = load_track_table()
+LIBRARY = load_track_table()
+
+# A large library runs as shards (README, "Large libraries"): `shard: I/N`
+# builds the per-track outputs of the tracks in shard I, `shard: merge` the
+# library-wide ones (summary, manifest, report, exports) from the datasets the
+# shards finished, without a per-track job in its DAG.
+try:
+    SHARD = parse_shard(config["shard"])
+except ValueError as exc:
+    sys.exit(f"mirflow: {exc}")
+MERGE_SHARDS = SHARD == MERGE
+IN_SHARD = isinstance(SHARD, Shard)
+TRACKS = LIBRARY[[track in SHARD for track in LIBRARY.index]] if IN_SHARD else LIBRARY
+# Plain dicts for what jobs look up per track: far cheaper than TRACKS.loc,
+# which a 10k-track DAG would call tens of thousands of times.
+SOURCE_PATH = dict(zip(TRACKS.index, TRACKS["path"]))
+SOURCE_RELPATH = dict(zip(TRACKS.index, TRACKS["relpath"]))
+LIBRARY_STEMS = dict(zip(TRACKS.index, TRACKS["library_stems"]))
+
+# Rules name their conda environment only where it is used (--sdm conda) or
+# checked (--lint, which builds no DAG): Snakemake otherwise resolves it for
+# every job of every dry-run. A plain run uses the environment it runs in.
+CONDA_ENV = (
+    "../../envs/mirflow.yaml"
+    if workflow.dag_settings is None
+    or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else None
+)
 
 
 # Ids are built from [A-Za-z0-9._+-] (mirflow.discovery), never "/": a
@@ -63,15 +101,24 @@ def mem_mb(rule_name):
 # ---- input functions ------------------------------------------------------
 
 
+def input_function(func):
+    """Give Snakemake ``func``'s signature up front: it otherwise inspects it on
+    every call, once per job and function (snakemake.common.get_function_params)."""
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
+
+
+@input_function
 def get_source_path(wildcards):
     """The track's file in the library (a param: see get_source_audio)."""
-    return TRACKS.loc[wildcards.track, "path"]
+    return SOURCE_PATH[wildcards.track]
 
 
 def _has_braces(path):
     return "{" in path or "}" in path
 
 
+@input_function
 def get_source_audio(wildcards):
     """The library file as ingest's input, so Snakemake tracks it.
 
@@ -83,6 +130,7 @@ def get_source_audio(wildcards):
     return [] if _has_braces(path) else path
 
 
+@input_function
 def get_source_stamp(wildcards):
     """Modification time and size of a file get_source_audio cannot declare:
     when they change, the params differ and ingest re-runs."""
@@ -93,47 +141,70 @@ def get_source_stamp(wildcards):
     return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
+@input_function
 def get_source_relpath(wildcards):
-    return TRACKS.loc[wildcards.track, "relpath"]
+    return SOURCE_RELPATH[wildcards.track]
 
 
 def crop_features_on():
     return config["stages"]["crops"] and config["stages"]["crop_features"]
 
 
-def get_track_records(wildcards):
+#: A track's folder as a wildcard template. Inputs whose shape is the same for
+#: every track are such templates, not input functions: Snakemake fills them
+#: in for a fraction of a function call's cost, which counts at 10k+ tracks.
+TRACK_DIR = f"{OUT}/tracks/{{track}}"
+
+
+def track_records():
     """Per-track records that assemble merges into the .INFO, in stage order."""
-    track = f"{OUT}/tracks/{wildcards.track}"
-    records = [f"{track}/source.json", f"{track}/rhythm.json"]
+    records = [f"{TRACK_DIR}/source.json", f"{TRACK_DIR}/rhythm.json"]
     if SEPARATION_ON:
-        records.append(f"{track}/stems.json")
+        records.append(f"{TRACK_DIR}/stems.json")
     if config["stages"]["crops"]:
-        records.append(f"{track}/crops.json")
+        records.append(f"{TRACK_DIR}/crops.json")
     if config["stages"]["features"] or crop_features_on():
-        records.append(f"{track}/features.json")
-    records += [f"{track}/{name}.json" for name in MODEL_PASSES if PASS_ON[name]]
+        records.append(f"{TRACK_DIR}/features.json")
+    records += [f"{TRACK_DIR}/{name}.json" for name in MODEL_PASSES if PASS_ON[name]]
     return records
 
 
-def get_pass_files_dirs(wildcards):
+def pass_files_dirs():
     """Folders of files a pass wrote for the track's crops (MIDI), for assemble."""
-    return [f"{OUT}/tracks/{wildcards.track}/midi"] if PASS_ON["transcription"] else []
+    return [f"{TRACK_DIR}/midi"] if PASS_ON["transcription"] else []
 
 
-def get_features_crops(wildcards):
+def features_crops():
     """The crops the features job describes too, when crop features are on."""
     if not crop_features_on():
         return {}
-    track = f"{OUT}/tracks/{wildcards.track}"
-    return {"crops": f"{track}/crops", "crops_record": f"{track}/crops.json"}
+    return {"crops": f"{TRACK_DIR}/crops", "crops_record": f"{TRACK_DIR}/crops.json"}
 
 
-def get_crops_dir(wildcards):
-    return [f"{OUT}/tracks/{wildcards.track}/crops"] if config["stages"]["crops"] else []
+def crops_dir():
+    return [f"{TRACK_DIR}/crops"] if config["stages"]["crops"] else []
 
 
 def get_dataset_dirs(wildcards=None):
+    """Every track's dataset; none in a merge of shards, which reads the datasets
+    on disk instead of depending on their jobs (see merge_params)."""
+    if MERGE_SHARDS:
+        return []
     return expand(f"{OUT}/dataset/{{track}}", track=TRACKS.index)
+
+
+def merge_inputs():
+    """The track table, for export in a merge of shards (it names the library)."""
+    return {"table": f"{OUT}/tracks.tsv"} if MERGE_SHARDS else {}
+
+
+@functools.cache  # one scan of the datasets for summary and export
+def merge_params():
+    """In a merge of shards, a digest of the finished datasets: summary and export
+    re-run when a shard has finished or redone tracks (their inputs hold none)."""
+    if not MERGE_SHARDS:
+        return {}
+    return {"merged_datasets": datasets_stamp(finished_datasets(OUT, TRACKS.index)[0])}
 
 
 #: The report's figures (mirflow.report_plots.PLOTS), one caption each.
@@ -154,10 +225,14 @@ def get_export_record(wildcards=None):
 def get_final_output():
     """The summary, and each track's main targets: a deleted beat grid or crop
     folder is then made again (with what depends on it), not silently skipped
-    because the dataset built from it still exists."""
-    targets = [f"{OUT}/summary.json", f"{OUT}/manifest.parquet"]
-    targets += expand(f"{OUT}/report/{{name}}.png", name=REPORT_PLOTS)
-    targets += get_export_record()
+    because the dataset built from it still exists. A shard makes only its
+    tracks' targets; a merge of shards only the library-wide ones."""
+    library_wide = [f"{OUT}/summary.json", f"{OUT}/manifest.parquet"]
+    library_wide += expand(f"{OUT}/report/{{name}}.png", name=REPORT_PLOTS)
+    library_wide += get_export_record()
+    if MERGE_SHARDS:
+        return library_wide
+    targets = [] if IN_SHARD else library_wide
     targets += expand(f"{OUT}/tracks/{{track}}/{{track}}.BEATS", track=TRACKS.index)
     if SEPARATION_ON:
         targets += expand(f"{OUT}/tracks/{{track}}/stems", track=TRACKS.index)
@@ -229,11 +304,12 @@ def plan_stems():
     return origin, batches, finished
 
 
+@input_function
 def get_batch_members(wildcards):
     """``[track, source path]`` of a batch to run, or of a finished one exactly
     as it ran (see get_stems_input): same params, so nothing is redone."""
     if wildcards.batch in BATCHES:
-        return [[track, TRACKS.loc[track, "path"]] for track in BATCHES[wildcards.batch]]
+        return [[track, SOURCE_PATH[track]] for track in BATCHES[wildcards.batch]]
     return FINISHED_BATCHES.get(wildcards.batch, {}).get("members", [])
 
 
@@ -245,19 +321,23 @@ def batch_config(batch):
     return finished["config"] if finished and finished["config"] else SEPARATION
 
 
+@input_function
 def get_batch_config(wildcards):
     return batch_config(wildcards.batch)
 
 
+@input_function
 def get_track_separation_config(wildcards):
     kind, batch = STEM_ORIGIN[wildcards.track]
     return batch_config(batch) if batch else SEPARATION
 
 
+@input_function
 def get_batch_sources(wildcards):
     return [f"{OUT}/tracks/{track}/source.json" for track, _ in get_batch_members(wildcards)]
 
 
+@input_function
 def get_stems_input(wildcards):
     """The batch folder the track is (or was) separated in.
 
@@ -269,12 +349,14 @@ def get_stems_input(wildcards):
     return [f"{OUT}/separation/{batch}"] if batch else []
 
 
+@input_function
 def get_library_stems(wildcards):
     if STEM_ORIGIN[wildcards.track][0] != "library":
         return {}
-    return TRACKS.loc[wildcards.track, "library_stems"]
+    return LIBRARY_STEMS[wildcards.track]
 
 
+@input_function
 def get_library_stems_stamp(wildcards):
     """Modification times and sizes of library stems: a changed stem re-runs
     the stems rule (they are params, not inputs; see get_library_stems)."""
@@ -285,21 +367,20 @@ def get_library_stems_stamp(wildcards):
     return ",".join(stamps)
 
 
-def get_track_stems(wildcards):
+def track_stems():
     """The track's stems folder and record, for crops, features and assemble."""
     if not SEPARATION_ON:
         return {}
-    track = f"{OUT}/tracks/{wildcards.track}"
-    return {"stems": f"{track}/stems", "stems_record": f"{track}/stems.json"}
+    return {"stems": f"{TRACK_DIR}/stems", "stems_record": f"{TRACK_DIR}/stems.json"}
 
 
-def get_crop_stems(wildcards):
+def crop_stems():
     """Stems the crops stage cuts with the mix (none with crops.skip_stems)."""
-    return {} if config["crops"]["skip_stems"] else get_track_stems(wildcards)
+    return {} if config["crops"]["skip_stems"] else track_stems()
 
 
-def get_stems_dir(wildcards):
-    return [f"{OUT}/tracks/{wildcards.track}/stems"] if SEPARATION_ON else []
+def stems_dir():
+    return [f"{TRACK_DIR}/stems"] if SEPARATION_ON else []
 
 
 # ---- model passes (aesthetics, classifiers, transcription) ----------------
@@ -370,10 +451,13 @@ def plan_pass(name):
 # from what is finished when the run starts. A job that parses the workflow
 # again (a cluster job) would see more tracks finished, hence other batches:
 # it reads the plan the run started with (written by onstart).
-PLAN_FILE = f"{OUT}/.mirflow/plan.json"
+# Each shard has its own, so shards running at once never overwrite each other's.
+PLAN_FILE = f"{OUT}/.mirflow/plan-{SHARD.name}.json" if IN_SHARD else f"{OUT}/.mirflow/plan.json"
 
 
 def make_plan():
+    if MERGE_SHARDS:  # no per-track job runs, so there is nothing to batch
+        return {"stems": ({}, {}, {}), "passes": {name: ({}, {}, {}) for name in MODEL_PASSES}}
     return {"stems": plan_stems(), "passes": {name: plan_pass(name) for name in MODEL_PASSES}}
 
 
@@ -411,12 +495,13 @@ def pass_members(name):
     """Params function: ``[track, source, crops dir, upstream record, context
     records]`` of each track of a batch."""
 
+    @input_function
     def members(wildcards):
         crops_on = config["stages"]["crops"]
         return [
             [
                 track,
-                TRACKS.loc[track, "path"],
+                SOURCE_PATH[track],
                 f"{OUT}/tracks/{track}/crops" if crops_on else None,
                 pass_upstream(track),
                 pass_context(name, track),
@@ -430,6 +515,7 @@ def pass_members(name):
 def pass_batch_inputs(name):
     """Input function: the records a batch's tracks are made from."""
 
+    @input_function
     def inputs(wildcards):
         return [
             record
@@ -445,6 +531,7 @@ def pass_batch_dir(name):
     A finished track names its old batch, so its inputs stay the same and
     Snakemake sees nothing to redo (the folder itself is temporary)."""
 
+    @input_function
     def batch_dir(wildcards):
         return f"{OUT}/passes/{name}/{PASS_PLANS[name][0][wildcards.track]}"
 
@@ -455,13 +542,16 @@ def pass_batch_dir(name):
 
 
 onstart:
-    mark_run_started(OUT)
-    write_json(PLAN_FILE, PLAN)
+    # A merge runs no track: the summary's "this run" figures count from the
+    # start of the latest shard run.
+    if not MERGE_SHARDS:
+        mark_run_started(OUT)
+        write_json(PLAN_FILE, PLAN)
 
 
 onsuccess:
     summary_file = Path(OUT) / "summary.json"
-    if summary_file.exists():
+    if summary_file.exists() and not IN_SHARD:
         print(format_summary(load_summary(summary_file)), file=sys.stderr)
 
 

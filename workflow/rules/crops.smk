@@ -1,6 +1,6 @@
 rule crops:
     input:
-        unpack(get_crop_stems),
+        **crop_stems(),
         source=f"{OUT}/tracks/{{track}}/source.json",
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
@@ -18,6 +18,6 @@ rule crops:
     resources:
         mem_mb=mem_mb("crops"),
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/crops.py"

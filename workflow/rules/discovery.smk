@@ -7,10 +7,10 @@ rule track_table:
     log:
         f"{LOGS}/track_table.log",
     params:
-        tracks=lambda wildcards: TRACKS[["track", "relpath"]].values.tolist(),
+        tracks=lambda wildcards: LIBRARY[["track", "relpath"]].values.tolist(),
         input_root=config["input"],
     threads: 1
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/track_table.py"

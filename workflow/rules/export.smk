@@ -1,5 +1,6 @@
 rule export:
     input:
+        **merge_inputs(),
         datasets=get_dataset_dirs,
     output:
         exports=directory(f"{OUT}/exports"),
@@ -7,10 +8,11 @@ rule export:
     log:
         f"{LOGS}/export.log",
     params:
+        **merge_params(),
         formats=config["export"]["formats"],
         filters=config["export"]["filters"],
     threads: 1
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/export.py"

@@ -1,7 +1,7 @@
 rule features:
     input:
-        unpack(get_features_crops),
-        unpack(get_track_stems),
+        **features_crops(),
+        **track_stems(),
         source=f"{OUT}/tracks/{{track}}/source.json",
         beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
@@ -19,6 +19,6 @@ rule features:
     resources:
         mem_mb=mem_mb("features"),
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/features.py"

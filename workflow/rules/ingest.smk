@@ -17,6 +17,6 @@ rule ingest:
     resources:
         mem_mb=mem_mb("ingest"),
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/ingest.py"

@@ -21,6 +21,6 @@ rule report_plots:
         output_root=lambda wildcards, input: os.path.dirname(input.summary),
     threads: 1
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/report_plots.py"

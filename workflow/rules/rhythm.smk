@@ -16,6 +16,6 @@ rule rhythm:
     resources:
         mem_mb=mem_mb("rhythm"),
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/rhythm.py"

@@ -23,7 +23,7 @@ rule separate:
         mem_mb=SEPARATION["mem_mb"],
         vram_mb=SEPARATION["vram_mb"],
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/separate.py"
 
@@ -46,6 +46,6 @@ rule stems:
     resources:
         mem_mb=mem_mb("stems"),
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/stems.py"

@@ -9,11 +9,12 @@ rule summary:
     log:
         f"{LOGS}/summary.log",
     params:
+        **merge_params(),
         output_root=lambda wildcards, output: os.path.dirname(output.summary),
         input_root=config["input"],
         notes=[SEPARATION_NOTE, *PASS_NOTES],
     threads: 1
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/summary.py"

@@ -23,7 +23,7 @@ rule transcription_batch:
         gpu=PASS_GPU["transcription"],
         mem_mb=config["transcription"]["mem_mb"],
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     script:
         "../../scripts/model_pass.py"
 
@@ -40,7 +40,7 @@ rule transcription:
         f"{LOGS}/transcription/tracks/{{track}}.log",
     localrule: True
     conda:
-        "../../envs/mirflow.yaml"
+        CONDA_ENV
     shell:
         "rm -rf {output.midi:q} && cp -r {input.batch:q}/{wildcards.track}/files {output.midi:q} 2> {log:q}"
         " && cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2>> {log:q}"
