@@ -1,6 +1,7 @@
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.utils import validate
@@ -20,7 +21,14 @@ from mirflow.batches import (
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
 from mirflow.passes import PASSES
 from mirflow.separation import STEMS, missing_files
-from mirflow.summary import format_summary, load_summary, mark_run_started
+from mirflow.summary import (
+    format_summary,
+    load_summary,
+    mark_run_started,
+    run_started,
+    write_unfinished_summary,
+)
+from mirflow.unfinished import find_unfinished, read_logs
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -466,6 +474,23 @@ onsuccess:
 
 
 onerror:
+    # A failed job (not a bad track) stops the summary rule: write the summary
+    # here, with each track it left unfinished, the stage and the cause.
+    unfinished = find_unfinished(
+        OUT,
+        {t: get_track_records(SimpleNamespace(track=t)) for t in TRACKS.index},
+        read_logs(log),
+        since=run_started(OUT),
+    )
+    if unfinished:
+        summary = write_unfinished_summary(
+            OUT,
+            config["input"],
+            list(TRACKS.index),
+            {u.track: (TRACKS.loc[u.track, "relpath"], u.cause) for u in unfinished},
+            notes=[SEPARATION_NOTE, *PASS_NOTES],
+        )
+        print(format_summary(summary), file=sys.stderr)
     print(
         f"mirflow: some jobs failed (not a bad track: those are recorded and the run goes on). "
         f"See the log named above each error, under {LOGS}/.",

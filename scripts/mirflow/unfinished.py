@@ -1,0 +1,156 @@
+"""Tracks a run left without a dataset, the stage each stopped at, and why.
+
+A bad file is recorded by its own stage (``status: failed`` in the ``.INFO``).
+A job that fails outright (a bug, a full disk, a job the cluster killed for
+its time or memory limit) writes nothing, so the run's summary rule never
+runs. When that happens, the run's error hook finds each track without its
+``.INFO``, takes the first of its records that is missing as the stage that
+failed, and reads the cause from Snakemake's log of the run (the job's error
+message, e.g. ``SLURM status is: 'OUT_OF_MEMORY'``), the end of the job's own
+log, and the cluster's log of the job (``.snakemake/slurm_logs/...``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Record file -> the rule that writes it, where the names differ.
+RECORD_RULE = {"source.json": "ingest"}
+
+#: Lines of a cluster log that say why SLURM stopped a job.
+SLURM_KILL = re.compile(r"slurmstepd: error: .*|.*\bCANCELLED AT .*|.*[Ee]xceeded .*memory.*")
+
+
+#: What the SLURM plugin adds when squeue (not sacct) reported the state.
+SQUEUE_NO_REASON = " Detailed failure reason unavailable (status command is not 'sacct')."
+
+
+@dataclass
+class JobError:
+    """One "Error in rule/group" report of Snakemake's log."""
+
+    rule: str
+    text: str  # the report as logged
+    message: str  # its "message:" line (the executor's cause), or ""
+    logs: list[str]  # the job's logs: the rule's own and the cluster's
+
+
+@dataclass
+class Unfinished:
+    track: str
+    stage: str  # the rule that did not finish
+    cause: str  # one line: what failed, why, where to look
+
+
+def parse_job_errors(log_text: str) -> list[JobError]:
+    """The job errors of a Snakemake log, in order. A group job's error lists
+    its rules; the group's message and logs apply to each."""
+    errors = []
+    blocks = re.split(r"^(?=Error in (?:rule|group) )", log_text, flags=re.M)
+    for block in blocks:
+        head = re.match(r"Error in (rule|group) ([^\s:,]+)", block)
+        if not head:
+            continue
+        # The report is its first line and the indented ones after it (the
+        # failed logs Snakemake prints next are not part of it).
+        lines = block.splitlines()
+        body = list(itertools.takewhile(lambda line: line[:1].isspace(), lines[1:]))
+        block = "\n".join([lines[0], *body])
+        message = re.search(r"^\s+message: (.*)$", block, flags=re.M)
+        logs = [
+            path.strip()
+            for line in re.findall(r"^\s+log: (.*?)(?: \(check log file.*)?$", block, flags=re.M)
+            for path in line.split(", ")
+        ]
+        rules = [head.group(2)] if head.group(1) == "rule" else re.findall(r"rule (\w+):", block)
+        for rule in rules:
+            errors.append(JobError(rule, block, message.group(1).strip() if message else "", logs))
+    return errors
+
+
+def _last_line(path: Path, pattern: re.Pattern | None = None) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    lines = [line.strip() for line in lines if line.strip()]
+    if pattern is not None:
+        lines = [m.group(0).strip() for line in lines if (m := pattern.search(line))]
+    return lines[-1] if lines else ""
+
+
+def _short(message: str) -> str:
+    """The executor's message without its generic advice."""
+    message = message.split("For further error details", 1)[0]
+    return message.replace(SQUEUE_NO_REASON, "").strip()
+
+
+def describe(stage: str, error: JobError | None, rule_log: Path, since: float | None = None) -> str:
+    """``stage did not finish: <cause> (logs: ...)``. The rule's own log
+    counts only if this run wrote it (``since``): an old one tells of an old run."""
+    parts, logs = [], []
+    if error is not None:
+        if error.message and error.message != "None":
+            parts.append(_short(error.message).rstrip("."))
+        for log in error.logs:
+            path = Path(log)
+            if "slurm_logs" in path.parts:
+                why = _last_line(path, SLURM_KILL)
+                parts += [why] if why else []
+            logs.append(log)
+    fresh = rule_log.exists() and (since is None or rule_log.stat().st_mtime >= since)
+    if fresh and str(rule_log) not in logs:
+        logs.insert(0, str(rule_log))
+    last = _last_line(rule_log) if fresh else ""
+    if last and not any(last in part for part in parts):
+        parts.append(last)
+    cause = "; ".join(parts) if parts else "the job failed"
+    where = f" (logs: {', '.join(logs)})" if logs else ""
+    return f"{stage} did not finish: {cause}{where}"
+
+
+def find_unfinished(
+    output_root: str | os.PathLike,
+    records: dict[str, list[str]],
+    log_text: str,
+    since: float | None = None,
+) -> list[Unfinished]:
+    """``records``: each track's records in the order the stages make them
+    (common.smk's get_track_records). A track whose ``.INFO`` is missing
+    stopped at the first missing record's stage, or at assemble. ``since``:
+    when the run started (logs older than that are not its own)."""
+    out = Path(output_root)
+    errors = parse_job_errors(log_text)
+    unfinished = []
+    for track, track_records in records.items():
+        if (out / "dataset" / track / f"{track}.INFO").exists():
+            continue
+        missing = [r for r in track_records if not Path(r).exists()]
+        name = Path(missing[0]).name if missing else ""
+        stage = RECORD_RULE.get(name, Path(name).stem) if missing else "assemble"
+        marker = f"/dataset/{track}" if not missing else f"/tracks/{track}/"
+        mine = [e for e in errors if marker in e.text and e.rule.startswith(stage)]
+        # A model pass runs per batch of tracks: its error names the batch.
+        mine = mine or [e for e in errors if e.rule == f"{stage}_batch"]
+        # A group's report holds the cause; its rules' own reports may not.
+        mine = [e for e in mine if e.message not in ("", "None")] or mine
+        rule_log = out / "logs" / stage / f"{track}.log"
+        cause = describe(stage, mine[-1] if mine else None, rule_log, since)
+        unfinished.append(Unfinished(track, stage, cause))
+    return unfinished
+
+
+def read_logs(paths: str | os.PathLike | list) -> str:
+    """The text of Snakemake's log file(s) of this run (onerror's ``log``)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or [])
+    texts = []
+    for path in paths:
+        try:
+            texts.append(Path(path).read_text(errors="replace"))
+        except OSError:
+            continue
+    return "\n".join(texts)
