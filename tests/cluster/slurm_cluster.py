@@ -217,11 +217,15 @@ PartitionName={GPU_PARTITION} Nodes={self.node} MaxTime=INFINITE State=UP
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job slurmctld knows (finished ones for MinJobAge): id, name,
-        state, comment (the plugin's ``rule_<rule>_wildcards_<...>``), partition."""
-        fmt = "%i|%j|%T|%k|%P|%b"
-        out = self._run("squeue", "--states=all", "-h", "-o", fmt).stdout
-        keys = ("id", "name", "state", "comment", "partition", "gres")
-        return [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines()]
+        state, partition, gpus (``gres:gpu:1``, or ``N/A``) and comment (the
+        plugin's ``rule_<rule or group>_wildcards_<...>``)."""
+        keys = ("id", "name", "state", "partition", "gpus", "comment")
+        fmt = "JobID:|,Name:|,State:|,Partition:|,tres-per-job:|,Comment:1000"
+        out = self._run("squeue", "--states=all", "-h", "-O", fmt).stdout
+        return [
+            dict(zip(keys, [v.strip() for v in line.split("|", 5)], strict=True))
+            for line in out.splitlines()
+        ]
 
     # ---- teardown --------------------------------------------------------
 

@@ -135,8 +135,7 @@ def test_slurm_ran_the_jobs_in_groups(slurm_run):
     assert all(job["partition"] == PARTITION for job in jobs), jobs
     # A track's rhythm, crops and features ran as one SLURM job (group "track"),
     # and the ingests of up to 8 tracks as another.
-    tracks = [c for c in comments if c.startswith("rule_track_")]
-    assert len(tracks) == 8, comments
+    assert comments.count("rule_track_crops_features_rhythm") == 8, comments
     assert sum(c.startswith("rule_ingest_") for c in comments) == 1, comments
     rules = {c.split("_wildcards")[0] for c in comments}
     assert {"rule_transcription_batch", "rule_summary", "rule_assemble"} <= rules, rules
@@ -182,3 +181,36 @@ def test_job_slurm_kills_is_in_the_summary_with_its_cause(cluster, slurm_run):
     run_on_slurm(cluster, slurm_run["root"], slurm_run["config"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tracks_ok"] == 7
+    # What is pending, as the README shows it: nothing now.
+    dry = run_on_slurm(cluster, slurm_run["root"], slurm_run["config"], "-n")
+    assert "Nothing to be done" in dry.stdout
+    detailed = run_on_slurm(cluster, slurm_run["root"], slurm_run["config"], "--summary")
+    assert f"dataset/{track}" in detailed.stdout and "ok" in detailed.stdout
+
+
+def test_gpu_rule_goes_to_the_gpu_partition_with_a_gpu(cluster, tmp_path):
+    """Separation (a tiny random HTDemucs, run on the CPU) is a GPU rule: its
+    job must reach the GPU partition asking for one GPU, and the track's
+    stems then reach its crops."""
+    if not cluster.gpu:
+        pytest.skip("this Slurm would not declare a GPU without hardware (see slurm_cluster.py)")
+    from model_fixtures.demucs_tiny import write_tiny_htdemucs
+
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(LIBRARY / "sorohanro_-_solo-trumpet-06.hq.ogg", library / "trumpet.ogg")
+    name = write_tiny_htdemucs(tmp_path / "models" / "demucs", name="tiny_htdemucs")
+    config = write_config(
+        tmp_path / "config.yaml", library, tmp_path / "out", models_dir=str(tmp_path / "models"),
+        source_separation={"enabled": True, "device": "cpu", "threads": 1, "mem_mb": 2000,
+                           "demucs": {"model": name}},
+        crops={"length_samples": 65536},
+    )  # fmt: skip
+    before = {job["id"] for job in cluster.jobs()}
+    run_on_slurm(cluster, tmp_path, config)
+    jobs = [job for job in cluster.jobs() if job["id"] not in before]
+    [separate] = [job for job in jobs if job["comment"].startswith("rule_separate_")]
+    assert separate["partition"] == GPU_PARTITION and separate["gpus"] == "gres:gpu:1", separate
+    assert all(job["partition"] == PARTITION for job in jobs if job is not separate), jobs
+    info = json.loads((tmp_path / "out" / "dataset" / "trumpet" / "trumpet.INFO").read_text())
+    assert info["status"] == "ok" and info["stems_origin"] == "separated"
