@@ -54,7 +54,8 @@ def node_hardware() -> dict[str, str]:
 @dataclass
 class SlurmCluster:
     root: Path
-    node: str = field(default_factory=socket.gethostname)
+    # slurmctld checks that it runs on SlurmctldHost, by short host name.
+    node: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     gpu: bool = False  # whether the node declares a (hardware-less) GRES gpu
 
