@@ -118,7 +118,8 @@ def infos(out: Path) -> dict[str, dict]:
     }
 
 
-def test_slurm_run_writes_the_same_info_files_as_a_local_run(local_run, slurm_run):
+def test_slurm_run_writes_the_same_info_files_as_a_local_run(cluster, local_run, slurm_run):
+    # cluster first: without SLURM the test skips before the local run.
     local, cluster = infos(local_run["out"]), infos(slurm_run["out"])
     assert len(local) > 8 and local.keys() == cluster.keys()
     # No .INFO field holds a time or a host name: every one must match.
@@ -144,7 +145,7 @@ def test_slurm_ran_the_jobs_in_groups(slurm_run):
         assert f"SLURM jobid {job['id']} " in slurm_run["result"].stdout
 
 
-def test_bad_file_is_listed_as_on_a_local_run(local_run, slurm_run):
+def test_bad_file_is_listed_as_on_a_local_run(cluster, local_run, slurm_run):
     local = json.loads((local_run["out"] / "summary.json").read_text())
     cluster = json.loads((slurm_run["out"] / "summary.json").read_text())
     assert cluster["failed_tracks"] == local["failed_tracks"]
