@@ -21,6 +21,9 @@ from pathlib import Path
 #: Record file -> the rule that writes it, where the names differ.
 RECORD_RULE = {"source.json": "ingest"}
 
+#: Stage -> the batch rule its record comes from (a model pass's is <pass>_batch).
+BATCH_RULE = {"stems": "separate"}
+
 #: Lines of a cluster log that say why SLURM stopped a job.
 SLURM_KILL = re.compile(r"slurmstepd: error: .*|.*\bCANCELLED AT .*|.*[Ee]xceeded .*memory.*")
 
@@ -108,7 +111,7 @@ def describe(stage: str, error: JobError | None, rule_log: Path, since: float | 
     last = _last_line(rule_log) if fresh else ""
     if last and not any(last in part for part in parts):
         parts.append(last)
-    cause = "; ".join(parts) if parts else "the job failed"
+    cause = "; ".join(parts) if parts else "no job error was reported (the run stopped first)"
     where = f" (logs: {', '.join(logs)})" if logs else ""
     return f"{stage} did not finish: {cause}{where}"
 
@@ -133,9 +136,9 @@ def find_unfinished(
         name = Path(missing[0]).name if missing else ""
         stage = RECORD_RULE.get(name, Path(name).stem) if missing else "assemble"
         marker = f"/dataset/{track}" if not missing else f"/tracks/{track}/"
-        mine = [e for e in errors if marker in e.text and e.rule.startswith(stage)]
-        # A model pass runs per batch of tracks: its error names the batch.
-        mine = mine or [e for e in errors if e.rule == f"{stage}_batch"]
+        # A batch job (separation, a model pass) lists its tracks' records as input.
+        rules = {stage, f"{stage}_batch", BATCH_RULE.get(stage)}
+        mine = [e for e in errors if marker in e.text and e.rule in rules]
         # A group's report holds the cause; its rules' own reports may not.
         mine = [e for e in mine if e.message not in ("", "None")] or mine
         rule_log = out / "logs" / stage / f"{track}.log"

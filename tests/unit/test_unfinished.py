@@ -117,3 +117,20 @@ def test_summary_of_an_unfinished_run_lists_those_tracks(tmp_path):
     manifest = pd.read_parquet(out / "manifest.parquet")
     b = manifest[manifest["track"] == "b"].iloc[0]
     assert (b["kind"], b["status"], b["error"], b["info"]) == ("track", "failed", cause, "")
+
+
+def test_a_failed_batch_is_the_cause_for_its_tracks(tmp_path):
+    out = tmp_path
+    (out / "tracks" / "a").mkdir(parents=True)
+    (out / "tracks" / "a" / "source.json").write_text("{}")
+    text = (
+        "Error in rule separate:\n"
+        "    message: SLURM-job '3' failed, SLURM status is: 'TIMEOUT'\n"
+        f"    input: {out}/tracks/a/source.json, {out}/tracks/z/source.json\n"
+        f"    output: {out}/separation/b0a1\n"
+    )
+    records = {"a": [f"{out}/tracks/a/source.json", f"{out}/tracks/a/stems.json"]}
+    [a] = find_unfinished(out, records, text)
+    assert a.stage == "stems" and "TIMEOUT" in a.cause
+    [quiet] = find_unfinished(out, records, "")
+    assert "no job error was reported" in quiet.cause
