@@ -40,7 +40,9 @@ def run(workdir: Path, profile: str, env: dict, *args: str) -> float:
            "--configfile", str(REPO / "config" / "config.yaml"), str(config),
            "--profile", str(REPO / "profiles" / profile), "--cores", "2", *args]  # fmt: skip
     started = time.monotonic()
-    subprocess.run(cmd, cwd=workdir, env=env, check=True, capture_output=True)
+    result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{profile} run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return time.monotonic() - started
 
 
@@ -51,7 +53,9 @@ def main() -> None:
     local = run(root / "local", "local", env)
     cluster = start_cluster()
     try:
-        slurm_env = {**cluster.env(), **env, "MIRFLOW_SLURM_PARTITION": PARTITION,
+        # cluster.env() last but for these: its PATH holds the srun the jobs need.
+        slurm_env = {**env, **cluster.env(), "PYTHONPATH": env["PYTHONPATH"],
+                     "MIRFLOW_SLURM_PARTITION": PARTITION,
                      "MIRFLOW_SLURM_GPU_PARTITION": GPU_PARTITION}  # fmt: skip
         (root / "slurm").mkdir()
         on_slurm = run(root / "slurm", "slurm", slurm_env, "--slurm-status-command", "squeue",

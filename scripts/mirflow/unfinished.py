@@ -25,7 +25,9 @@ RECORD_RULE = {"source.json": "ingest"}
 BATCH_RULE = {"stems": "separate"}
 
 #: Lines of a cluster log that say why SLURM stopped a job.
-SLURM_KILL = re.compile(r"slurmstepd: error: .*|.*\bCANCELLED AT .*|.*[Ee]xceeded .*memory.*")
+SLURM_KILL = re.compile(
+    r"slurmstepd: error: .*|.*\bCANCELLED AT .*|.*[Ee]xceeded .*memory.*|srun: (?:fatal|error): .*"
+)
 
 
 #: What the SLURM plugin adds when squeue (not sacct) reported the state.
@@ -49,30 +51,43 @@ class Unfinished:
     cause: str  # one line: what failed, why, where to look
 
 
+#: A log Snakemake prints after an error (show-failed-logs), framed by 80 "=".
+PRINTED_LOG = re.compile(r"^Logfile [^\n]*:\n={80}\n.*?^={80}$", flags=re.M | re.S)
+
+#: Where a report starts: a rule's, or a group job's (whose first line is
+#: its message, "Error in group <name>", indented).
+REPORT_HEAD = re.compile(r"^(?:\s*Error in rule (\w+):|\s+message: Error in group (\S+))$")
+
+
 def parse_job_errors(log_text: str) -> list[JobError]:
-    """The job errors of a Snakemake log, in order. A group job's error lists
-    its rules; the group's message and logs apply to each."""
+    """The job errors of a Snakemake log, in order. A group job's report
+    lists its rules; its logs (the cluster's among them) apply to each."""
+    lines = PRINTED_LOG.sub("", log_text).splitlines()
     errors = []
-    blocks = re.split(r"^(?=Error in (?:rule|group) )", log_text, flags=re.M)
-    for block in blocks:
-        head = re.match(r"Error in (rule|group) ([^\s:,]+)", block)
+    for index, line in enumerate(lines):
+        head = REPORT_HEAD.match(line)
         if not head:
             continue
-        # The report is its first line and the indented ones after it (the
-        # failed logs Snakemake prints next are not part of it).
-        lines = block.splitlines()
-        body = list(itertools.takewhile(lambda line: line[:1].isspace(), lines[1:]))
-        block = "\n".join([lines[0], *body])
+        # The report's lines: indented below a rule's head, or beside a
+        # group's (its head is its first indented line).
+        indent = len(line) - len(line.lstrip()) + (1 if head.group(1) else 0)
+        inside = lambda ln, n=indent: ln.strip() and len(ln) - len(ln.lstrip()) >= n  # noqa: E731
+        body = list(itertools.takewhile(inside, lines[index + 1 :]))
+        block = "\n".join([line, *body])
         message = re.search(r"^\s+message: (.*)$", block, flags=re.M)
+        message = message.group(1).strip() if message and head.group(1) else ""
         logs = [
             path.strip()
-            for line in re.findall(r"^\s+log: (.*?)(?: \(check log file.*)?$", block, flags=re.M)
-            for path in line.split(", ")
+            for found in re.findall(r"^\s+log: (.*?)(?: \(check log file.*)?$", block, flags=re.M)
+            for path in found.split(", ")
         ]
-        rules = [head.group(2)] if head.group(1) == "rule" else re.findall(r"rule (\w+):", block)
-        for rule in rules:
-            errors.append(JobError(rule, block, message.group(1).strip() if message else "", logs))
+        rules = [head.group(1)] if head.group(1) else re.findall(r"^\s+rule (\w+):$", block, re.M)
+        errors += [JobError(rule, block, message, logs) for rule in rules]
     return errors
+
+
+def _has_cluster_log(error: JobError) -> bool:
+    return any("slurm_logs" in Path(log).parts for log in error.logs)
 
 
 def _last_line(path: Path, pattern: re.Pattern | None = None) -> str:
@@ -139,8 +154,9 @@ def find_unfinished(
         # A batch job (separation, a model pass) lists its tracks' records as input.
         rules = {stage, f"{stage}_batch", BATCH_RULE.get(stage)}
         mine = [e for e in errors if marker in e.text and e.rule in rules]
-        # A group's report holds the cause; its rules' own reports may not.
-        mine = [e for e in mine if e.message not in ("", "None")] or mine
+        # The most telling report: one with the executor's message, or the
+        # cluster's log (a group's); the latest of those.
+        mine.sort(key=lambda e: (e.message not in ("", "None"), _has_cluster_log(e)))
         rule_log = out / "logs" / stage / f"{track}.log"
         cause = describe(stage, mine[-1] if mine else None, rule_log, since)
         unfinished.append(Unfinished(track, stage, cause))

@@ -28,10 +28,14 @@ Logfile {out}/logs/assemble/b.log:
 mentions {out}/dataset/a, which is not the failed job's
 """
 
-# A group job (a track's rhythm, crops and features) failing on a local run.
+# A group job (a track's rhythm, crops and features) failing on SLURM, as
+# Snakemake 9 logs it: the group's first line is its message, then the job's
+# SLURM log printed in full (with the job's own Snakemake log inside), then
+# each rule's own report, indented.
 GROUP_ERROR = """\
-Error in group 2f1c:
-    message: None
+[Mon Nov 23 09:42:12 2026]
+    message: Error in group track
+    log: {slurm_log} (check log file(s) for error details)
     jobs:
         rule rhythm:
             jobid: 4
@@ -40,6 +44,18 @@ Error in group 2f1c:
         rule crops:
             jobid: 5
             output: {out}/tracks/a/crops, {out}/tracks/a/crops.json
+Logfile {slurm_log}:
+================================================================================
+Error in rule rhythm:
+    message: None
+    output: {out}/tracks/a/rhythm.json
+================================================================================
+    [Mon Nov 23 09:42:12 2026]
+    Error in rule rhythm:
+        message: None
+        jobid: 4
+        output: {out}/tracks/a/a.BEATS, {out}/tracks/a/rhythm.json
+        log: {out}/logs/rhythm/a.log (check log file(s) for error details)
 """
 
 
@@ -49,14 +65,17 @@ def records(out, track):
 
 def test_job_errors_are_parsed_with_their_message_and_logs(tmp_path):
     text = SLURM_ERROR.format(out=tmp_path, slurm_log=tmp_path / "7.log") + GROUP_ERROR.format(
-        out=tmp_path
+        out=tmp_path, slurm_log=tmp_path / "8.log"
     )
     first, *group = parse_job_errors(text)
     assert first.rule == "assemble" and first.message.startswith("SLURM-job '7' failed")
     assert first.logs == [f"{tmp_path}/logs/assemble/b.log", str(tmp_path / "7.log")]
     assert "dataset/a" not in first.text  # the printed log is not part of the report
-    assert [e.rule for e in group] == ["rhythm", "crops"]
-    assert f"{tmp_path}/logs/rhythm/a.log" in group[0].logs
+    # The group's report names its rules and the SLURM log; the printed log's
+    # inner report is skipped; the indented report of rhythm stays.
+    assert [e.rule for e in group] == ["rhythm", "crops", "rhythm"]
+    assert group[0].logs == [str(tmp_path / "8.log"), f"{tmp_path}/logs/rhythm/a.log"]
+    assert group[2].message == "None" and "jobid: 4" in group[2].text
 
 
 def test_unfinished_tracks_name_the_stage_the_cause_and_the_logs(tmp_path):
@@ -81,7 +100,12 @@ def test_unfinished_tracks_name_the_stage_the_cause_and_the_logs(tmp_path):
     old_log.parent.mkdir(parents=True)
     old_log.write_text("INFO b: ok, 3 crops\n")  # from an earlier run
     os.utime(old_log, (100, 100))
-    text = SLURM_ERROR.format(out=out, slurm_log=slurm_log) + GROUP_ERROR.format(out=out)
+    group_log = out / "slurm_logs" / "group_track" / "8.log"
+    group_log.parent.mkdir(parents=True)
+    group_log.write_text("srun: fatal: Could not establish a configuration source\n")
+    text = SLURM_ERROR.format(out=out, slurm_log=slurm_log) + GROUP_ERROR.format(
+        out=out, slurm_log=group_log
+    )
 
     found = find_unfinished(
         out, {t: records(out, t) for t in "abc"}, text, since=rhythm_log.stat().st_mtime - 1
@@ -90,7 +114,8 @@ def test_unfinished_tracks_name_the_stage_the_cause_and_the_logs(tmp_path):
     assert set(by_track) == {"a", "b"}  # c has its .INFO
     assert by_track["a"].stage == "rhythm"
     assert "RuntimeError: madmom fell over" in by_track["a"].cause
-    assert str(rhythm_log) in by_track["a"].cause
+    assert "srun: fatal: Could not establish" in by_track["a"].cause
+    assert str(rhythm_log) in by_track["a"].cause and str(group_log) in by_track["a"].cause
     b = by_track["b"]
     assert b.stage == "assemble"
     assert b.cause.startswith("assemble did not finish: SLURM-job '7' failed, SLURM status is")
