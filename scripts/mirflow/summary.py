@@ -132,7 +132,7 @@ def build_manifest(
             "track": info["track"],
             "crop": info.get("crop", ""),
             "audio": os.path.relpath(audio, output_root),
-            "info": os.path.relpath(info_path, output_root),
+            "info": os.path.relpath(info_path, output_root) if info_path else "",
             "status": info["status"],
             "error": info.get("error", ""),
             **{k: info.get(k) for k in ("source", "duration_s", "sample_rate", "channels")},
@@ -178,9 +178,15 @@ def summarize(
     notes: list[str] = (),
     exports: dict[str, Any] | None = None,
     pending: list[str] = (),
+    unfinished: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[Summary, pd.DataFrame]:
+    """``unfinished``: ``{track: (source, cause)}`` of tracks a failed job left
+    without a dataset (mirflow.unfinished); they count, and are listed, as failed."""
     output_root, input_root = Path(output_root), Path(input_root)
     tracks, crops = read_infos([Path(d) for d in dataset_dirs])
+    for track, (source, cause) in (unfinished or {}).items():
+        tracks.append({"track": track, "source": source, "status": "failed", "error": cause,
+                       "_info_path": None})  # fmt: skip
     manifest = build_manifest(output_root, input_root, tracks, crops)
     started = run_started(output_root)
     now = time.time() if now is None else now
@@ -214,6 +220,28 @@ def summarize(
         pending_tracks=list(pending),
     )
     return summary, manifest
+
+
+def write_unfinished_summary(
+    output_root: str | os.PathLike,
+    input_root: str | os.PathLike,
+    tracks: list[str],
+    unfinished: dict[str, tuple[str, str]],
+    notes: list[str] = (),
+) -> Summary:
+    """The summary of a run a failed job cut short (the summary rule, which
+    needs every track's dataset, cannot run): finished tracks as usual, the
+    others failed with the stage and cause mirflow.unfinished found."""
+    output_root = Path(output_root)
+    done = [output_root / "dataset" / t for t in tracks if t not in unfinished]
+    done = [d for d in done if (d / f"{d.name}.INFO").exists()]
+    note = (f"this run did not finish: a job failed for {len(unfinished)} track(s), "
+            "listed below; the next run retries them")  # fmt: skip
+    summary, manifest = summarize(
+        output_root, input_root, done, notes=[*notes, note], unfinished=unfinished
+    )
+    write_summary(summary, manifest, output_root / "summary.json", output_root / "manifest.parquet")
+    return summary
 
 
 def write_summary(summary: Summary, manifest: pd.DataFrame, summary_path, manifest_path) -> None:

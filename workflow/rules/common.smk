@@ -3,6 +3,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.settings.types import DeploymentMethod
@@ -31,7 +32,10 @@ from mirflow.summary import (
     format_summary,
     load_summary,
     mark_run_started,
+    run_started,
+    write_unfinished_summary,
 )
+from mirflow.unfinished import find_unfinished, read_logs
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -556,6 +560,26 @@ onsuccess:
 
 
 onerror:
+    # A failed job (not a bad track) stops the summary rule: write the summary
+    # here, with each track it left unfinished, the stage and the cause.
+    unfinished = find_unfinished(
+        OUT,
+        {t: get_track_records(SimpleNamespace(track=t)) for t in TRACKS.index},
+        read_logs(log),
+        since=run_started(OUT),
+    )
+    if unfinished and IN_SHARD:  # summary.json is the library's: the merge writes it
+        for u in unfinished:
+            print(f"mirflow: {u.track} unfinished: {u.cause}", file=sys.stderr)
+    elif unfinished:
+        summary = write_unfinished_summary(
+            OUT,
+            config["input"],
+            list(TRACKS.index),
+            {u.track: (TRACKS.loc[u.track, "relpath"], u.cause) for u in unfinished},
+            notes=[SEPARATION_NOTE, *PASS_NOTES],
+        )
+        print(format_summary(summary), file=sys.stderr)
     print(
         f"mirflow: some jobs failed (not a bad track: those are recorded and the run goes on). "
         f"See the log named above each error, under {LOGS}/.",
