@@ -3,7 +3,6 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.settings.types import DeploymentMethod
@@ -562,24 +561,32 @@ onsuccess:
 onerror:
     # A failed job (not a bad track) stops the summary rule: write the summary
     # here, with each track it left unfinished, the stage and the cause.
-    unfinished = find_unfinished(
-        OUT,
-        {t: get_track_records(SimpleNamespace(track=t)) for t in TRACKS.index},
-        read_logs(log),
-        since=run_started(OUT),
+    # A merge runs no track job: its unfinished tracks are pending, not failed.
+    unfinished = (
+        []
+        if MERGE_SHARDS
+        else find_unfinished(
+            OUT,
+            {t: [r.replace("{track}", t) for r in track_records()] for t in TRACKS.index},
+            read_logs(log),
+            since=run_started(OUT),
+        )
     )
     if unfinished and IN_SHARD:  # summary.json is the library's: the merge writes it
         for u in unfinished:
             print(f"mirflow: {u.track} unfinished: {u.cause}", file=sys.stderr)
     elif unfinished:
-        summary = write_unfinished_summary(
-            OUT,
-            config["input"],
-            list(TRACKS.index),
-            {u.track: (TRACKS.loc[u.track, "relpath"], u.cause) for u in unfinished},
-            notes=[SEPARATION_NOTE, *PASS_NOTES],
-        )
-        print(format_summary(summary), file=sys.stderr)
+        try:
+            summary = write_unfinished_summary(
+                OUT,
+                config["input"],
+                list(TRACKS.index),
+                {u.track: (TRACKS.loc[u.track, "relpath"], u.cause) for u in unfinished},
+                notes=[SEPARATION_NOTE, *PASS_NOTES],
+            )
+            print(format_summary(summary), file=sys.stderr)
+        except OSError as error:  # e.g. the full disk that failed the job
+            print(f"mirflow: could not write the summary: {error}", file=sys.stderr)
     print(
         f"mirflow: some jobs failed (not a bad track: those are recorded and the run goes on). "
         f"See the log named above each error, under {LOGS}/.",
