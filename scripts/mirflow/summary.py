@@ -233,8 +233,7 @@ def write_unfinished_summary(
     needs every track's dataset, cannot run): finished tracks as usual, the
     others failed with the stage and cause mirflow.unfinished found."""
     output_root = Path(output_root)
-    done = [output_root / "dataset" / t for t in tracks if t not in unfinished]
-    done = [d for d in done if (d / f"{d.name}.INFO").exists()]
+    done, _ = finished_datasets(output_root, [t for t in tracks if t not in unfinished])
     note = (f"this run did not finish: a job failed for {len(unfinished)} track(s), "
             "listed below; the next run retries them")  # fmt: skip
     summary, manifest = summarize(

@@ -138,7 +138,7 @@ def find_unfinished(
     since: float | None = None,
 ) -> list[Unfinished]:
     """``records``: each track's records in the order the stages make them
-    (common.smk's get_track_records). A track whose ``.INFO`` is missing
+    (common.smk's track_records, filled in). A track whose ``.INFO`` is missing
     stopped at the first missing record's stage, or at assemble. ``since``:
     when the run started (logs older than that are not its own)."""
     out = Path(output_root)
