@@ -4,8 +4,6 @@
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.mirflow-installed
-PIP     := $(PYTHON) -m pip
-PIPC    := $(PIP) install --constraint envs/constraints.txt
 
 .PHONY: setup run test test-fast bench lint models clean-demo
 
@@ -33,7 +31,7 @@ models: setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml envs/constraints.txt Makefile
+$(STAMP): pyproject.toml envs/requirements.lock envs/setup.sh
 	bash envs/setup.sh $(VENV)
 	touch $@
 

@@ -2,13 +2,19 @@
 # Create (or complete) mirflow's virtual environment. Called by `make setup`;
 # safe to run again. Usage: bash envs/setup.sh [VENV_DIR]
 #
-# The install traps it steps around (see README "Installation notes"):
-# - torch is pinned (envs/constraints.txt) to the CPU wheel; unpinned, the
-#   audio-separator -> onnx2torch -> torchvision chain pulls a CUDA torch.
-# - torchvision/torchaudio arrive as dependencies as CUDA builds that cannot
-#   load beside the CPU torch; no mirflow code path needs them, so they go.
-# - basic-pitch's declared dependencies pull TensorFlow and numpy 1.x: it is
-#   installed with --no-deps (what it really needs is in pyproject.toml).
+# What it installs is envs/requirements.lock, every distribution at one exact
+# version (regenerate it with `python3 envs/lock.py`, see README), --no-deps, so
+# the environment is the lock whatever the registry serves on the day. The
+# install traps the lock steps around (see README "Installation notes"):
+# - torch is locked to 2.13.0, the CPU wheel on this kind of machine;
+#   TORCH_INDEX=<PyTorch wheel index> picks a CUDA build of that version.
+# - torchvision/torchaudio, which audio-separator's chain asks for, are CUDA
+#   builds that cannot load beside the CPU torch; no mirflow code path needs
+#   them, so they are not in the lock.
+# - basic-pitch's declared dependencies pull TensorFlow and numpy 1.x; the lock
+#   holds what it really needs instead.
+# Then it warms numba's JIT cache once, serially (mirflow.jit): see README
+# "JIT caches".
 set -euo pipefail
 
 venv=${1:-.venv}
@@ -39,10 +45,14 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip)
-"${pip[@]}" install --quiet --upgrade pip setuptools wheel
-"${pip[@]}" install --constraint envs/constraints.txt --editable '.[test]'
-"${pip[@]}" install --constraint envs/constraints.txt --no-deps basic-pitch
-"${pip[@]}" uninstall --yes torchvision torchaudio >/dev/null 2>&1 || true
+lock=envs/requirements.lock
+"${pip[@]}" install --quiet --constraint "$lock" pip setuptools wheel
+# torch first and with its dependencies: here they are all in the lock; a CUDA
+# build from TORCH_INDEX adds the runtime wheels (nvidia-*) its metadata pins.
+"${pip[@]}" install --constraint "$lock" ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} torch
+"${pip[@]}" install --no-deps --requirement "$lock"
+"${pip[@]}" install --no-deps --no-build-isolation --editable .
+"$venv/bin/python" envs/lock.py --sync
 
 # Fail here, not in the middle of a run, if the stack does not import.
 TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" - <<'PY'
@@ -57,3 +67,7 @@ import_madmom()
 import torch
 print(f"setup: environment ready (torch {torch.__version__}, {len(mods) + 1} packages import)")
 PY
+
+# numba's JIT cache seed for this CPU, compiled once, serially (about 40 s):
+# every mirflow process starts from a private copy of it (README "JIT caches").
+"$venv/bin/python" -m mirflow.jit seed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -206,10 +207,12 @@ def info_being_assembled(out: Path) -> Callable[[], str | None]:
 
 def rerun(workdir: Path, config: Path, unlocked: list[str]) -> subprocess.CompletedProcess:
     """The user's next run. A SIGKILLed Snakemake cannot remove its lock, and
-    Snakemake has no stale-lock check: the user is told to run --unlock."""
+    Snakemake has no stale-lock check: mirflow says no run holds it and names
+    the user's own command with --unlock."""
     result = run_snakemake(workdir, config, check=False)
     if "Directory cannot be locked" in result.stdout:
-        assert "--unlock" in result.stdout  # the message says what to do
+        assert "no Snakemake process is running here" in result.stdout
+        assert shlex.join([*snakemake_command(config), "--unlock"]) in result.stdout
         unlocked.append("unlock")
         run_snakemake(workdir, config, "--unlock")
         result = run_snakemake(workdir, config, check=False)

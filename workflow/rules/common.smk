@@ -25,6 +25,7 @@ from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
 from mirflow.passes import PASSES
 from mirflow.separation import STEMS, missing_files
 from mirflow.shards import MERGE, Shard, parse_shard
+from mirflow.stale_lock import lock_advice
 from mirflow.summary import (
     datasets_stamp,
     finished_datasets,
@@ -41,6 +42,12 @@ validate(config, schema="../schemas/config.schema.yaml")
 OUT = os.path.normpath(config["output"])
 LOGS = f"{OUT}/logs"
 BENCHMARKS = f"{OUT}/benchmarks"
+
+# A killed run's lock: name the command that removes it (Snakemake's own
+# "cannot be locked" follows) or the live run that holds it.
+if workflow.is_main_process and "--unlock" not in sys.argv:
+    if advice := lock_advice(Path.cwd(), OUT, sys.argv):
+        print(advice, file=sys.stderr)
 
 
 def load_track_table():
