@@ -5,7 +5,7 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.mirflow-installed
 
-.PHONY: setup run test test-fast bench lint models clean-demo
+.PHONY: setup run test test-fast bench lint models lock clean-demo
 
 run: setup
 	$(VENV)/bin/snakemake --profile profiles/local
@@ -30,6 +30,10 @@ models: setup
 	$(PYTHON) -m mirflow.models download --config config/config.yaml
 
 setup: $(STAMP)
+
+# Re-resolve envs/requirements.lock from pyproject.toml and envs/constraints.txt.
+lock:
+	python3 envs/lock.py
 
 $(STAMP): pyproject.toml envs/requirements.lock envs/setup.sh
 	bash envs/setup.sh $(VENV)

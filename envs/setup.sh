@@ -46,11 +46,20 @@ fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip)
 lock=envs/requirements.lock
+without_torch=$(mktemp)
+trap 'rm -f "$without_torch"' EXIT
+grep -v '^torch==' "$lock" >"$without_torch"
 "${pip[@]}" install --quiet --constraint "$lock" pip setuptools wheel
-# torch first and with its dependencies: here they are all in the lock; a CUDA
-# build from TORCH_INDEX adds the runtime wheels (nvidia-*) its metadata pins.
-"${pip[@]}" install --constraint "$lock" ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} torch
-"${pip[@]}" install --no-deps --requirement "$lock"
+# torch first, with its own dependencies (all in the lock). TORCH_INDEX (a
+# PyTorch wheel index) gives a CUDA build of the locked version instead, with
+# the runtime wheels (nvidia-*) its metadata pins exactly.
+torch_pin=$(grep '^torch==' "$lock")
+if [ -n "${TORCH_INDEX:-}" ]; then
+    "${pip[@]}" install --constraint "$without_torch" --extra-index-url "$TORCH_INDEX" "${torch_pin%%+*}"
+else
+    "${pip[@]}" install --constraint "$lock" "$torch_pin"
+fi
+"${pip[@]}" install --no-deps --requirement "$without_torch"
 "${pip[@]}" install --no-deps --no-build-isolation --editable .
 "$venv/bin/python" envs/lock.py --sync
 
