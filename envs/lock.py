@@ -151,18 +151,14 @@ def differences(pins: dict[str, str], present: dict[str, tuple[str, list[str]]])
     installs 2.13.0+cu126 where the lock says 2.13.0+cpu); the runtime wheels an
     installed torch requires are accepted (a CUDA build's nvidia-* and triton).
     """
-    problems = []
-    torch_runtime = set(present.get("torch", ("", []))[1])
-    for name, (version, _) in sorted(present.items()):
-        if name == PROJECT:
-            continue
-        if name not in pins:
-            if name not in torch_runtime:
-                problems.append(f"{name}=={version} is installed but not in the lock")
-        elif version != pins[name] and not (
+    found = {name: f"{name}=={present[name][0]} is installed but not in the lock"
+             for name in extras(pins, present)}
+    for name, (version, _) in present.items():
+        if name in pins and version != pins[name] and not (
             name == "torch" and public(version) == public(pins[name])
         ):
-            problems.append(f"{name} is {version}, the lock says {pins[name]}")
+            found[name] = f"{name} is {version}, the lock says {pins[name]}"
+    problems = [found[name] for name in sorted(found)]
     problems += [
         f"{name}=={pins[name]} is in the lock but not installed"
         for name in sorted(set(pins) - set(present))
