@@ -11,8 +11,8 @@
 # - torchvision/torchaudio, which audio-separator's chain asks for, are CUDA
 #   builds that cannot load beside the CPU torch; no mirflow code path needs
 #   them, so they are not in the lock.
-# - basic-pitch's declared dependencies pull TensorFlow and numpy 1.x; the lock
-#   holds what it really needs instead.
+# - basic-pitch's declared dependencies pull TensorFlow and numpy 1.x, and
+#   beat-this's torchaudio; the lock holds what they really need instead.
 # Then it warms numba's JIT cache once, serially (mirflow.jit): see README
 # "JIT caches".
 set -euo pipefail
@@ -68,7 +68,8 @@ TF_CPP_MIN_LOG_LEVEL=2 "$venv/bin/python" - <<'PY'
 import importlib
 mods = ["snakemake", "torch", "demucs.pretrained", "audio_separator.separator", "librosa",
         "essentia.standard", "llama_cpp", "audiobox_aesthetics", "mutagen", "pandas",
-        "soundfile", "soxr", "pyloudnorm", "mir_eval", "basic_pitch", "onnxruntime", "gguf"]
+        "soundfile", "soxr", "pyloudnorm", "mir_eval", "basic_pitch", "onnxruntime", "gguf",
+        "beat_this.model.beat_tracker"]
 for name in mods:
     importlib.import_module(name)
 from mirflow.madmom_import import import_madmom

@@ -23,6 +23,7 @@ result = run_stage(
         crops_dir=snakemake.input.get("crops"),
         crops=crops.crops if crops else None,
         stems=stems,
+        tempo_defined=upstream[1].track.get("bpm_is_defined", True),
     ),
 )
 log.info(

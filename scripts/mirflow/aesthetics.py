@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from mirflow.audio import load_audio, resample, to_mono
+from mirflow.devices import resolve_device
 from mirflow.errors import TrackError
 from mirflow.separation import ModelNotFoundError
 
@@ -186,18 +187,6 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
 # -- the model --------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" when a GPU is visible, else "cpu" (with a note: slower)."""
-    import torch  # noqa: PLC0415
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    log.info("no CUDA GPU visible: scoring aesthetics on the CPU (seconds per 10 s window)")
-    return "cpu"
-
-
 @contextmanager
 def _quiet_upstream() -> Iterator[None]:
     """Silence two deprecation warnings the package's WavLM code raises on today's torch
@@ -275,7 +264,7 @@ class AestheticsModel:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, not {threads}")
-        device = resolve_device(device)
+        device = resolve_device(device, "scoring aesthetics (seconds per 10 s window)")
         if device == "cpu" and threads is not None:
             torch.set_num_threads(int(threads))
         started = time.perf_counter()

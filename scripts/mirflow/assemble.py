@@ -33,6 +33,8 @@ INHERITED_BY_CROPS = (
     "track_metadata_year",
     "track_metadata_genre",
     "track_metadata_label",
+    "bpm_is_defined",
+    "bpm_confidence",
 )
 
 #: Track fields a crop keeps under another name (the crop has its own value).

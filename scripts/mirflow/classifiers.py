@@ -47,6 +47,7 @@ import numpy as np
 
 from mirflow.audio import load_audio
 from mirflow.errors import TrackError
+from mirflow.essentia_import import essentia_standard
 from mirflow.separation import ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -365,7 +366,7 @@ class EssentiaClassifiers:
                 )
 
         started = time.perf_counter()
-        es = _import_essentia()
+        es = essentia_standard()
         if embedding.backend == "onnx":
             self._embedding_algo = _OnnxEmbedding(es, graph, self.embedding_dim)
         else:
@@ -578,13 +579,6 @@ class _OnnxEmbedding:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _import_essentia():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs, before loading
-    import essentia.standard as es  # noqa: PLC0415
-
-    return es
 
 
 def _make(algorithm, pb: Path, **params):

@@ -107,7 +107,10 @@ def caption_of(info):
 
 
 def bpm_of(info):
-    """The crop's tempo as a float (crop ``bpm``, else ``track_bpm``), else None."""
+    """The crop's tempo as a float (crop ``bpm``, else ``track_bpm``), else None
+    (also when the track's tempo is not defined: free time, speech)."""
+    if info.get("bpm_is_defined") is False:
+        return None
     for key in ("bpm", "track_bpm"):
         value = info.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:

@@ -38,9 +38,9 @@ def switches(config_features: dict[str, Any]) -> tuple[dict[str, bool], int | No
 
 
 def crop_bpm(beats: np.ndarray) -> float | None:
-    if len(beats) < 2:
-        return None
-    return float(60.0 / np.median(np.diff(beats[:, 0])))
+    from mirflow.tempo import grid_tempo  # noqa: PLC0415
+
+    return grid_tempo(beats[:, 0]) if len(beats) else None
 
 
 def features_record(
@@ -51,9 +51,11 @@ def features_record(
     crops_dir: str | os.PathLike | None = None,
     crops: dict[str, dict[str, Any]] | None = None,
     stems: dict[str, Path] | None = None,
+    tempo_defined: bool = True,
 ) -> StageResult:
     """Track features (when ``audio_path`` is given) and crop features (when
-    ``crops`` are) as one record; per-stem fields when the track has stems."""
+    ``crops`` are) as one record; per-stem fields when the track has stems.
+    ``tempo_defined``: the track's ``bpm_is_defined`` (false: crops get no bpm)."""
     track: dict[str, Any] = {}
     if audio_path:
         track = track_features(audio_path, beats_path, onsets, config_features)
@@ -64,7 +66,9 @@ def features_record(
             }
             beats = read_beats(beats_path)
             track.update(stem_features(loaded, ANALYSIS_SAMPLE_RATE, beats, enabled))
-    per_crop = crop_features(crops_dir, crops, onsets, config_features) if crops else {}
+    per_crop = (
+        crop_features(crops_dir, crops, onsets, config_features, tempo_defined) if crops else {}
+    )
     return StageResult(stage="features", track=track, crops=per_crop)
 
 
@@ -118,8 +122,10 @@ def crop_features(
     crops: dict[str, dict[str, Any]],
     onsets: list[float],
     config_features: dict[str, Any],
+    tempo_defined: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Features of every crop of a track; a crop that fails is marked, the rest go on."""
+    """Features of every crop of a track; a crop that fails is marked, the rest go on.
+    A crop's ``bpm`` is its beats' tempo, None when the track's is not defined."""
     from mirflow.features import describe  # noqa: PLC0415
 
     enabled, n_steps = switches(config_features)
@@ -132,7 +138,7 @@ def crop_features(
             start, duration = crop["start_s"], crop["duration_s"]
             inside = (onset_times >= start) & (onset_times < start + duration)
             fields = describe(audio, sr, beats, onset_times[inside] - start, enabled, n_steps)
-            fields["bpm"] = crop_bpm(beats)
+            fields["bpm"] = crop_bpm(beats) if tempo_defined else None
             stem_audio = {
                 stem: load_audio(Path(crops_dir) / file)[0]
                 for stem, file in crop.get("stem_files", {}).items()

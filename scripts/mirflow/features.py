@@ -33,6 +33,8 @@ from typing import Any
 import librosa  # lazy-loading: its submodules load on first use
 import numpy as np
 
+from mirflow.essentia_import import essentia_standard
+
 N_FFT = 2048
 HOP = 512
 #: Frames quieter than this (windowed RMS, dBFS) count as silence. -80 dBFS is
@@ -81,20 +83,6 @@ ENABLED_KEYS = ("loudness", "spectral", "multiband_rms", "chroma", "key", "rhyth
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _essentia_standard():
-    """``essentia.standard``, imported on first use (slow: it loads TensorFlow's
-    libraries), with TensorFlow's and essentia's start-up chatter silenced."""
-    import os  # noqa: PLC0415
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import essentia  # noqa: PLC0415
-
-    essentia.log.infoActive = False  # before .standard, which logs while loading
-    import essentia.standard  # noqa: PLC0415
-
-    return essentia.standard
 
 
 def _as_mono(mono: np.ndarray) -> np.ndarray:
@@ -212,7 +200,7 @@ def _ebur128_pair(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, f
     The meter takes stereo only; a single channel is paired with silence,
     which adds no power, so the result is the one-channel measurement.
     """
-    es = _essentia_standard()
+    es = essentia_standard()
 
     if audio.shape[0] == 1:
         audio = np.vstack([audio, np.zeros_like(audio)])
@@ -371,7 +359,7 @@ def estimate_key(mono: np.ndarray, sr: int) -> dict[str, Any]:
     of the track's pitch-class profile with the key's template, clipped to
     [0, 1]. Silence or audio too short for one analysis frame gives ``None``.
     """
-    es = _essentia_standard()
+    es = essentia_standard()
 
     mono = _as_mono(mono)
     # KeyExtractor frames are 4096 samples; shorter input has no profile.

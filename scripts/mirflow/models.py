@@ -261,10 +261,21 @@ def _captions_models(options: dict) -> list[str]:
     return [] if choice.endswith(".gguf") else [f"music_flamingo:{choice}"]
 
 
+def _rhythm_models(options: dict) -> list[str]:
+    if options.get("backend", "madmom") != "beat_this":
+        return []  # madmom's models ship inside its wheel
+    return [f"beat_this:{(options.get('beat_this') or {}).get('model', 'final0')}"]
+
+
+#: Stages that always run, whose models depend on their options alone.
+ALWAYS_RUN = {"rhythm"}
+
 #: The passes that use models: config section -> function of that section giving
 #: the names of the manifest entries it needs. The section's ``enabled`` (true,
-#: false or "auto") says whether the pass runs. A new pass is one line here.
+#: false or "auto") says whether the pass runs (ALWAYS_RUN: it does). A new
+#: pass is one line here.
 MODEL_PASSES: dict[str, Callable[[dict], list[str]]] = {
+    "rhythm": _rhythm_models,
     "source_separation": _separation_models,
     "aesthetics": lambda options: ["audiobox:aesthetics"],
     "classifiers": _classifier_models,
@@ -282,11 +293,24 @@ def required_models(config: dict, *, include_auto: bool = True) -> list[str]:
     names: list[str] = []
     for section, needs in MODEL_PASSES.items():
         options = config.get(section) or {}
-        enabled = options.get("enabled", False)
+        enabled = section in ALWAYS_RUN or options.get("enabled", False)
         if not enabled or (enabled == "auto" and not include_auto):
             continue
         names.extend(n for n in needs(options) if n not in names)
     return names
+
+
+def missing_for(
+    section: str,
+    options: dict,
+    models_dir: str | Path,
+    manifest_path: str | Path = DEFAULT_MANIFEST,
+) -> list[Path]:
+    """Files the ``section`` stage needs with ``options`` that ``models_dir`` lacks."""
+    names = MODEL_PASSES[section](options)
+    if not names:
+        return []
+    return missing_files(select(load_manifest(manifest_path), names), models_dir)
 
 
 def select(entries: Sequence[ModelEntry], names: Iterable[str]) -> list[ModelEntry]:

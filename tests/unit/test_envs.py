@@ -8,8 +8,8 @@ import yaml
 
 from conftest import REPO
 
-# Development and test tools, and basic-pitch (installed --no-deps, see README).
-NOT_IN_CONDA = {"pytest", "ruff", "snakefmt", "stempeg", "basic-pitch"}
+# Development and test tools, basic-pitch and beat-this (installed --no-deps, see README).
+NOT_IN_CONDA = {"pytest", "ruff", "snakefmt", "stempeg", "basic-pitch", "beat-this"}
 
 
 def constraints() -> dict[str, str]:

@@ -1,3 +1,17 @@
+RHYTHM = config["rhythm"]
+#: Beat This! reserves the GPU unless told to run on the CPU (with `auto`, the
+#: job finds out at run time whether a GPU is there).
+RHYTHM_GPU = int(RHYTHM["backend"] == "beat_this" and RHYTHM["beat_this"]["device"] != "cpu")
+RHYTHM_CHECKPOINT = f"{config['models_dir']}/beat_this/{RHYTHM['beat_this']['model']}.ckpt"
+if len(TRACKS) and workflow.is_main_process:
+    _missing = missing_for("rhythm", RHYTHM, config["models_dir"])
+    if _missing:
+        sys.exit(
+            f"mirflow: rhythm.backend beat_this needs {', '.join(map(str, _missing))}: "
+            "run `make models` (downloads and checks the weights), or set rhythm.backend: madmom."
+        )
+
+
 rule rhythm:
     input:
         source=f"{OUT}/tracks/{{track}}/source.json",
@@ -10,11 +24,15 @@ rule rhythm:
         f"{BENCHMARKS}/rhythm/{{track}}.tsv"
     params:
         source=get_source_path,
-        beats_per_bar=config["rhythm"]["beats_per_bar"],
-        onset_threshold=config["rhythm"]["onset_threshold"],
+        beats_per_bar=RHYTHM["beats_per_bar"],
+        onset_threshold=RHYTHM["onset_threshold"],
+        backend=RHYTHM["backend"],
+        checkpoint=RHYTHM_CHECKPOINT,
+        device=RHYTHM["beat_this"]["device"],
     threads: 1
     resources:
         mem_mb=mem_mb("rhythm"),
+        gpu=RHYTHM_GPU,
     conda:
         CONDA_ENV
     script:

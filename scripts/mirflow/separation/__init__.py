@@ -35,23 +35,6 @@ class SeparationBackend(Protocol):
     def separate(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]: ...
 
 
-def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" when a GPU is visible, else "cpu" (with a warning: slow)."""
-    import logging  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    logging.getLogger(__name__).warning(
-        "no CUDA GPU visible: separating on the CPU, which is slow (minutes per track "
-        "with full-size models)"
-    )
-    return "cpu"
-
-
 def required_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:
     """Files the configured backend loads, under ``models_dir``.
 

@@ -27,7 +27,8 @@ from demucs.htdemucs import HTDemucs
 from demucs.pretrained import REMOTE_ROOT, get_model
 
 from mirflow.audio import resample, to_stereo
-from mirflow.separation import ModelNotFoundError, SeparationError, resolve_device
+from mirflow.devices import resolve_device
+from mirflow.separation import ModelNotFoundError, SeparationError
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class DemucsBackend:
         self.threads = int(threads)
 
         self._files = self._check_files()  # ModelNotFoundError before any loading
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "separating (minutes per track with full-size models)")
         if self.device == "cpu":
             torch.set_num_threads(self.threads)
         started = time.perf_counter()

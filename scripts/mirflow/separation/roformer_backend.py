@@ -50,7 +50,8 @@ import soundfile as sf
 
 from mirflow.atomic import TEMP_PREFIX, read_json, write_json
 from mirflow.audio import resample, to_stereo, write_audio
-from mirflow.separation import ModelNotFoundError, SeparationError, resolve_device
+from mirflow.devices import resolve_device
+from mirflow.separation import ModelNotFoundError, SeparationError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class RoformerBackend:
         self.yaml_path = self.model_dir / (Path(model_file).stem + ".yaml")
         self.name = f"bs_roformer:{model_file}"
         self.work_dir = Path(work_dir) if work_dir is not None else None
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "separating (minutes per track with full-size models)")
 
         for path in (self.ckpt_path, self.yaml_path):
             if not path.is_file():
