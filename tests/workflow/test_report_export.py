@@ -83,3 +83,23 @@ def test_filters_drop_crops_and_the_summary_counts_them(small_run):
     assert (
         summary["exports"]["kept"] + summary["exports"]["dropped"] == (lufs["kind"] == "crop").sum()
     )
+
+
+def test_tempo_fields_reach_the_exports_and_an_undefined_tempo_no_prompt(small_run):
+    """The trumpet loop's estimators disagree (README "Tempo"): no bpm anywhere
+    for its crops; the guitar's crops carry theirs into every prompt."""
+    _, _, out = small_run
+    tracks = pd.read_parquet(out / "exports" / "tracks.parquet").set_index("track")
+    for column in ("bpm_is_defined", "bpm_confidence", "bpm_madmom", "bpm_essentia"):
+        assert column in tracks.columns, column
+    assert not tracks.loc["trumpet", "bpm_is_defined"] and pd.isna(tracks.loc["trumpet", "bpm"])
+    assert tracks.loc["guitar", "bpm_is_defined"]
+    acestep = out / "exports" / "acestep"
+    for track, defined in (("trumpet", False), ("guitar", True)):
+        prompts = sorted(acestep.glob(f"{track}_*_prompt.txt"))
+        assert prompts, track
+        for prompt in prompts:
+            assert ("bpm" in prompt.read_text()) is defined, prompt.name
+            crop = prompt.name.removesuffix("_prompt.txt")
+            music_info = json.loads((out / "exports" / "audiocraft" / f"{crop}.json").read_text())
+            assert (music_info["bpm"] is not None) is defined, crop
