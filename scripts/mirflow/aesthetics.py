@@ -36,7 +36,6 @@ same class is used here, so mirflow runs in float32 too, exactly as the package 
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import threading
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from mirflow.audio import load_audio, resample, to_mono
+from mirflow.checkpoints import usable_checkpoint
 from mirflow.devices import resolve_device
 from mirflow.errors import TrackError
 from mirflow.separation import ModelNotFoundError
@@ -268,7 +268,7 @@ class AestheticsModel:
         if device == "cpu" and threads is not None:
             torch.set_num_threads(int(threads))
         started = time.perf_counter()
-        try:
+        with usable_checkpoint(path, "audiobox-aesthetics", _MAKE_MODELS):
             # The official file pickles only dicts, OrderedDict and float32 tensors (its Hugging
             # Face page lists those pickle imports): weights_only loads it, and nothing else.
             ckpt = torch.load(path, map_location=device, weights_only=True)
@@ -282,22 +282,6 @@ class AestheticsModel:
             with _encoder_config(ckpt.get(ENCODER_CFG_KEY)), _quiet_upstream():
                 model = AesMultiOutput(**model_cfg, target_transform=target_transform)
             model.load_state_dict(state_dict)  # strict, as the package loads it
-        except (
-            OSError,
-            EOFError,
-            pickle.UnpicklingError,
-            RuntimeError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            ValueError,
-        ) as exc:
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise
-            raise ModelNotFoundError(
-                f"{path} is not a usable audiobox-aesthetics checkpoint "
-                f"({type(exc).__name__}: {exc}); delete it and {_MAKE_MODELS}"
-            ) from exc
         model.to(device)
         model.eval()
         cls.load_count += 1

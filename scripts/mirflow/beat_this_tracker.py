@@ -32,7 +32,6 @@ import inspect
 import io
 import logging
 import os
-import pickle
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mirflow.checkpoints import usable_checkpoint
 from mirflow.separation import ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -201,28 +201,12 @@ def load_beat_this(checkpoint: str | os.PathLike, device: str | torch.device = "
     path = Path(checkpoint)
     if not path.is_file():
         raise ModelNotFoundError(f"Beat This! checkpoint {path} is missing: {_MAKE_MODELS}")
-    try:
+    with usable_checkpoint(path, "Beat This!", _MAKE_MODELS):
         ckpt = torch.load(path, map_location=device, weights_only=True)
         accepted = set(inspect.signature(BeatThis).parameters)
         hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in accepted}
         model = BeatThis(**hparams)
         model.load_state_dict(replace_state_dict_key(dict(ckpt["state_dict"]), "model.", ""))
-    except (
-        OSError,
-        EOFError,
-        pickle.UnpicklingError,
-        RuntimeError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        ValueError,
-    ) as exc:
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            raise
-        raise ModelNotFoundError(
-            f"{path} is not a usable Beat This! checkpoint ({type(exc).__name__}: {exc}); "
-            f"delete it and {_MAKE_MODELS}"
-        ) from exc
     return model.to(device).eval()
 
 
