@@ -49,8 +49,7 @@ import numpy as np
 from mirflow.audio import load_audio, resample, to_mono
 from mirflow.checkpoints import usable_checkpoint
 from mirflow.devices import resolve_device
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError, TrackError
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ The ``.INFO`` fields are documented in README.md ("The .INFO files").
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from mirflow import __version__
-from mirflow.atomic import atomic_directory, write_json
+from mirflow.atomic import atomic_directory, link_or_copy, write_json
 from mirflow.records import StageResult, first_failure
 
 #: Track fields every crop's .INFO repeats, so a crop is self-describing.
@@ -39,13 +38,6 @@ INHERITED_BY_CROPS = (
 
 #: Track fields a crop keeps under another name (the crop has its own value).
 RENAMED_FOR_CROPS = {"bpm": "track_bpm", "key": "track_key", "duration_s": "track_duration_s"}
-
-
-def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 #: Crop fields naming one file, and fields naming a file per stem.

@@ -162,3 +162,14 @@ def _remove(entry: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
     else:
         entry.unlink(missing_ok=True)
+
+
+def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Hard-link ``src`` to ``dest`` (a copy where the filesystem cannot link),
+    atomically: the dataset and the exports cost no extra space."""
+    with atomic_path(dest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from mirflow.checkpoints import usable_checkpoint
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     from mirflow.rhythm import Rhythm

@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError, TrackError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError
 
 #: What torch.load and load_state_dict raise for a truncated, damaged or foreign file.
 UNUSABLE = (

@@ -46,9 +46,8 @@ from typing import Any
 import numpy as np
 
 from mirflow.audio import load_audio
-from mirflow.errors import TrackError
+from mirflow.errors import ModelNotFoundError, TrackError
 from mirflow.essentia_import import essentia_standard
-from mirflow.separation import ModelNotFoundError
 
 log = logging.getLogger(__name__)
 

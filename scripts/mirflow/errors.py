@@ -13,3 +13,8 @@ class TrackError(Exception):
 
 class AudioDecodeError(TrackError):
     """The file is not audio we can decode (corrupt, truncated, unsupported)."""
+
+
+class ModelNotFoundError(Exception):
+    """A model file is not in models/ (or cannot be used): the message names it
+    and the download command. Not a TrackError: no track can go on without it."""

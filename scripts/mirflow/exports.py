@@ -29,14 +29,13 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mirflow.atomic import atomic_directory, atomic_path, write_json, write_text
+from mirflow.atomic import atomic_directory, atomic_path, link_or_copy, write_json, write_text
 
 FORMATS = ("audiocraft", "stable_audio", "acestep", "parquet")
 VOICE_THRESHOLD = 0.5
@@ -384,16 +383,6 @@ def passes_filters(info: dict, filters: dict) -> tuple[bool, str]:
 # --- export ---
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
-    """Hard-link ``src`` to ``dest`` (copy when linking fails), atomically."""
-    with atomic_path(dest) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
 def _selected(
     crop_infos: list[tuple[dict, Path]], filters: dict
 ) -> tuple[list[tuple[dict, Path, Path]], Counter]:
@@ -414,7 +403,7 @@ def _export_audiocraft(kept, folder: Path, final: Path) -> None:
     lines = []
     for info, _, audio in kept:
         name = f"{info['crop']}{audio.suffix}"
-        _link_or_copy(audio, folder / name)
+        link_or_copy(audio, folder / name)
         write_json(folder / f"{info['crop']}.json", audiocraft_info(info))
         lines.append(json.dumps(audiocraft_manifest_line(final / name, info)) + "\n")
     write_text(folder / "data.jsonl", "".join(lines))
@@ -422,15 +411,15 @@ def _export_audiocraft(kept, folder: Path, final: Path) -> None:
 
 def _export_stable_audio(kept, folder: Path, final: Path) -> None:
     for info, info_path, audio in kept:
-        _link_or_copy(audio, folder / f"{info['crop']}{audio.suffix}")
-        _link_or_copy(info_path, folder / f"{info['crop']}.INFO")
+        link_or_copy(audio, folder / f"{info['crop']}{audio.suffix}")
+        link_or_copy(info_path, folder / f"{info['crop']}.INFO")
     write_text(folder / "custom_metadata.py", STABLE_AUDIO_METADATA_MODULE)
     write_json(folder / "dataset.json", stable_audio_config(final, final / "custom_metadata.py"))
 
 
 def _export_acestep(kept, folder: Path, final: Path) -> None:
     for info, _, audio in kept:
-        _link_or_copy(audio, folder / f"{info['crop']}{audio.suffix}")
+        link_or_copy(audio, folder / f"{info['crop']}{audio.suffix}")
         write_text(folder / f"{info['crop']}_prompt.txt", acestep_prompt(info))
         write_text(folder / f"{info['crop']}_lyrics.txt", acestep_lyrics(info))
 

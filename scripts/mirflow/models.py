@@ -33,7 +33,7 @@ import yaml
 
 from mirflow import __version__
 from mirflow.atomic import atomic_path
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
 

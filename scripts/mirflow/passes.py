@@ -216,7 +216,7 @@ def classifiers_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
 def captions_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
     """Music Flamingo is found by name (mirflow.captions.find_model), not listed."""
     from mirflow.captions import find_model  # noqa: PLC0415
-    from mirflow.separation import ModelNotFoundError  # noqa: PLC0415
+    from mirflow.errors import ModelNotFoundError  # noqa: PLC0415
 
     try:
         find_model(models_dir, options["model"])

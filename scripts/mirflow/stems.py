@@ -166,8 +166,10 @@ def collect_stems(
     re-encoded for nothing); folded, filtered or converted stems are written
     in the configured format.
     """
-    from mirflow.assemble import link_or_copy  # noqa: PLC0415
-    from mirflow.atomic import read_json  # noqa: PLC0415
+    from mirflow.atomic import (
+        link_or_copy,  # noqa: PLC0415
+        read_json,  # noqa: PLC0415
+    )
     from mirflow.audio import load_audio  # noqa: PLC0415
     from mirflow.records import read_result  # noqa: PLC0415
 

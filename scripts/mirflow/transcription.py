@@ -173,7 +173,7 @@ class NoteTranscriber:
     @classmethod
     def load(cls, options: Mapping[str, Any] | None = None) -> NoteTranscriber:
         """Load basic-pitch's bundled ONNX model on onnxruntime's CPU provider."""
-        from mirflow.separation import ModelNotFoundError  # noqa: PLC0415
+        from mirflow.errors import ModelNotFoundError  # noqa: PLC0415
 
         if isinstance(options, TranscriptionOptions):
             opts = options

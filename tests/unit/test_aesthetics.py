@@ -32,8 +32,7 @@ from model_fixtures.audiobox_tiny import (
 from conftest import write_tone
 from mirflow import aesthetics as ae
 from mirflow.aesthetics import AXES, AestheticsError, AestheticsModel
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError, TrackError
 
 SR = ae.SAMPLE_RATE
 AXIS_KEYS = set(AXES.values())

@@ -22,8 +22,8 @@ from model_fixtures.beat_this_tiny import build_tiny_beat_this, write_tiny_beat_
 
 from mirflow import beat_this_tracker as bt
 from mirflow.beat_this_tracker import BeatThisAnalyzer, LogMelSpect, split_predict_aggregate
+from mirflow.errors import ModelNotFoundError
 from mirflow.rhythm import Rhythm
-from mirflow.separation import ModelNotFoundError
 
 SR = bt.SAMPLE_RATE
 

@@ -34,8 +34,7 @@ from mirflow.captions import (
     quantisation_from_name,
     selected_for_caption,
 )
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError, TrackError
 
 PROMPT = "Describe this music."
 SECONDS = 5

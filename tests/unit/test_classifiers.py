@@ -34,8 +34,7 @@ from mirflow.classifiers import (
     required_files,
     top_k_labels,
 )
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError, TrackError
 
 CROP = int(11.9 * SAMPLE_RATE)
 ALL_FIELDS = [

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from mirflow import atomic, models
+from mirflow.errors import ModelNotFoundError
 from mirflow.models import (
     ChecksumError,
     DownloadError,
@@ -27,7 +28,6 @@ from mirflow.models import (
     missing_files,
     required_models,
 )
-from mirflow.separation import ModelNotFoundError
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_MANIFEST = REPO / "models" / "manifest.yaml"

@@ -23,7 +23,8 @@ from model_fixtures.demucs_tiny import write_tiny_htdemucs
 
 from conftest import GUITARSET, TRUMPET
 from mirflow.audio import load_audio, resample, to_stereo
-from mirflow.separation import STEMS, ModelNotFoundError, SeparationError
+from mirflow.errors import ModelNotFoundError
+from mirflow.separation import STEMS, SeparationError
 from mirflow.separation import demucs_backend as db
 from mirflow.separation.demucs_backend import DemucsBackend
 

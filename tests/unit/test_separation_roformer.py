@@ -18,8 +18,8 @@ from model_fixtures.roformer_tiny import SIX_STEMS, write_tiny_bs_roformer
 
 from conftest import GUITARSET, REPO, VIBE_ACE
 from mirflow.audio import load_audio, resample, to_stereo
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError, SeparationError
+from mirflow.errors import ModelNotFoundError, TrackError
+from mirflow.separation import SeparationError
 from mirflow.separation.roformer_backend import (
     DOWNLOAD_CHECKS,
     DOWNLOAD_LIST_KEYS,

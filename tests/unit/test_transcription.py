@@ -17,8 +17,7 @@ import soundfile as sf
 from conftest import REPO
 from mirflow import transcription
 from mirflow.audio import load_audio
-from mirflow.errors import TrackError
-from mirflow.separation import ModelNotFoundError
+from mirflow.errors import ModelNotFoundError, TrackError
 from mirflow.transcription import (
     SAMPLE_RATE,
     NoteTranscriber,

@@ -20,10 +20,6 @@ from mirflow.errors import TrackError
 STEMS = ("drums", "bass", "other", "vocals")
 
 
-class ModelNotFoundError(Exception):
-    """A model file is not in models/: the message names it and the download command."""
-
-
 class SeparationError(TrackError):
     """The backend could not separate this track (e.g. a bad checkpoint)."""
 

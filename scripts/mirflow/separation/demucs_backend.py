@@ -28,7 +28,8 @@ from demucs.pretrained import REMOTE_ROOT, get_model
 
 from mirflow.audio import resample, to_stereo
 from mirflow.devices import resolve_device
-from mirflow.separation import ModelNotFoundError, SeparationError
+from mirflow.errors import ModelNotFoundError
+from mirflow.separation import SeparationError
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,8 @@ import soundfile as sf
 from mirflow.atomic import TEMP_PREFIX, read_json, write_json
 from mirflow.audio import resample, to_stereo, write_audio
 from mirflow.devices import resolve_device
-from mirflow.separation import ModelNotFoundError, SeparationError
+from mirflow.errors import ModelNotFoundError
+from mirflow.separation import SeparationError
 
 log = logging.getLogger(__name__)
 
