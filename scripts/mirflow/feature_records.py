@@ -18,6 +18,7 @@ import numpy as np
 
 from mirflow.audio import load_audio
 from mirflow.errors import TrackError
+from mirflow.features import FEATURE_GROUPS
 from mirflow.records import StageResult
 from mirflow.rhythm import read_beats
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 #: Track features are computed at one rate so tracks compare (and the "air"
 #: band, 2.5-22 kHz, exists).
 ANALYSIS_SAMPLE_RATE = 44100
-
-FEATURE_GROUPS = ("loudness", "spectral", "multiband_rms", "chroma", "key", "rhythm")
 
 
 def switches(config_features: dict[str, Any]) -> tuple[dict[str, bool], int | None]:

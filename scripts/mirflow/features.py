@@ -79,7 +79,7 @@ ABSOLUTE_GATE_LUFS = -70.0
 IOI_BIN_BEATS = 0.25
 IOI_MAX_BEATS = 4.0
 
-ENABLED_KEYS = ("loudness", "spectral", "multiband_rms", "chroma", "key", "rhythm")
+FEATURE_GROUPS = ("loudness", "spectral", "multiband_rms", "chroma", "key", "rhythm")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -542,11 +542,11 @@ def describe(
 ) -> dict[str, Any]:
     """The enabled feature groups merged into one flat dict.
 
-    ``enabled`` maps each of ``ENABLED_KEYS`` to a bool (a missing key counts
+    ``enabled`` maps each of ``FEATURE_GROUPS`` to a bool (a missing key counts
     as disabled). Mono features use the channel average. With ``n_steps``,
     the curves of :func:`time_series` are added under ``"time_series"``.
     """
-    unknown = set(enabled) - set(ENABLED_KEYS)
+    unknown = set(enabled) - set(FEATURE_GROUPS)
     if unknown:
         raise ValueError(f"unknown feature groups: {sorted(unknown)}")
     audio = _as_channels(audio)

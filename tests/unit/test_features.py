@@ -396,7 +396,7 @@ def test_describe_all_groups():
     x = np.concatenate([sine(440, 4, dbfs=-12), white_noise(4)])
     audio = np.stack([x, x])
     beats = beat_grid()
-    enabled = dict.fromkeys(features.ENABLED_KEYS, True)
+    enabled = dict.fromkeys(features.FEATURE_GROUPS, True)
     out = features.describe(audio, SR, beats, beats[:, 0], enabled, n_steps=8)
     assert_json_ready(out)
     expected = (
