@@ -24,9 +24,10 @@ builder, so the files go through exactly the loading code the fixtures are check
 
 from __future__ import annotations
 
-import io
+import inspect
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -63,18 +64,22 @@ HTDEMUCS_SEGMENT = Fraction(39, 5)
 HTDEMUCS_NAME = "htdemucs_random"
 
 
+#: Where the full-size Beat This! goes, under models_dir.
+BEAT_THIS_FILE = "beat_this_full.ckpt"
+
+
 @dataclass(frozen=True)
 class BuiltModel:
     """What was written for one pass, for the benchmark's table."""
 
-    label: str  # e.g. "htdemucs, full size, random"
+    label: str  # e.g. "htdemucs, full size" (every model here has random weights)
     params: int | None  # parameters of the network that was written (None: not counted)
     full_size: bool  # False: a tiny stand-in
     note: str = ""  # why a stand-in, or what differs from the published model
     build_s: float = 0.0
 
     def describe(self) -> str:
-        size = f", {self.params / 1e6:.1f} M params" if self.params else ""
+        size = f", {self.params / 1e6:.1f} M" if self.params else ""
         return f"{self.label}{size}"
 
 
@@ -100,7 +105,7 @@ def write_full_htdemucs(repo_dir: Path, name: str = HTDEMUCS_NAME) -> BuiltModel
     with torch.device("meta"):
         params = _params(HTDemucs(sources=["drums", "bass", "other", "vocals"], **HTDEMUCS_KWARGS))
     return BuiltModel(
-        "htdemucs (demucs HTDemucs, official shape), random",
+        "htdemucs, full size",
         params,
         True,
         build_s=time.perf_counter() - start,
@@ -113,11 +118,14 @@ def write_full_audiobox(path: Path) -> BuiltModel:
     from model_passes import full_size_audiobox
 
     start = time.perf_counter()
-    full_size_audiobox(path)
+    with warnings.catch_warnings():
+        # WavLM's positional conv uses the deprecated nn.utils.weight_norm (upstream code).
+        warnings.filterwarnings("ignore", message=r"`torch\.nn\.utils\.weight_norm`")
+        full_size_audiobox(path)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     params = sum(v.numel() for k, v in state.items() if v.is_floating_point())
     return BuiltModel(
-        "AudioBox Aesthetics (WavLM base), random",
+        "AudioBox Aesthetics (WavLM base), full size",
         params,
         True,
         build_s=time.perf_counter() - start,
@@ -148,7 +156,7 @@ def write_full_effnet(models_dir: Path) -> BuiltModel:
         if init.data_type == onnx.TensorProto.FLOAT
     )
     return BuiltModel(
-        "Discogs-EffNet stand-in: EfficientNet-B0 embedding, random (heads tiny)",
+        "EfficientNet-B0 embedding, full size; heads tiny",
         params,
         True,
         note=(
@@ -166,30 +174,18 @@ def _prod(values) -> int:
     return out
 
 
-def write_full_beat_this(models_dir: Path, model: str = "final0") -> BuiltModel:
-    """``BeatThis()`` (the final0 shape), random weights, at ``models_dir/beat_this/final0.ckpt``.
-
-    The workflow takes a Beat This! checkpoint only when its size is the manifest's (the
-    rhythm rule's check, mirflow.models.missing_for), so the file is written in torch's legacy
-    (non-zip) format, whose size grows byte for byte with a padding tensor, and padded to
-    exactly that size under a key the loader ignores.
-    """
-    import warnings
-
+def write_full_beat_this(models_dir: Path) -> BuiltModel:
+    """``BeatThis()`` (the final0 shape), random weights, at ``models_dir/beat_this_full.ckpt``,
+    in the official checkpoint format; the config names the file (``rhythm.beat_this.model``
+    takes a path), so no manifest size applies."""
     import torch
     from model_fixtures.beat_this_tiny import TRAINING_HPARAMS
-
-    from mirflow.models import load_manifest, select
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         from beat_this.model.beat_tracker import BeatThis
 
-    import inspect
-
     start = time.perf_counter()
-    (entry,) = select(load_manifest(), [f"beat_this:{model}"])
-    (target,) = entry.files
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         network = BeatThis().eval()
@@ -205,40 +201,15 @@ def write_full_beat_this(models_dir: Path, model: str = "final0") -> BuiltModel:
         "hyper_parameters": {**hparams, **TRAINING_HPARAMS},
         "datamodule_hyper_parameters": {},
     }
-    data = _padded(package, target.size)
-    path = Path(models_dir) / target.path
+    path = Path(models_dir) / BEAT_THIS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    torch.save(package, path)
     return BuiltModel(
-        f"Beat This! ({model} shape), random",
+        "Beat This! final0 shape, full size",
         _params(network),
         True,
-        note=f"padded to the manifest's {target.size} bytes (the rhythm rule checks the size)",
         build_s=time.perf_counter() - start,
     )
-
-
-def _padded(package: dict, size: int | None) -> bytes:
-    import torch
-
-    def save(n: int) -> bytes:
-        buf = io.BytesIO()
-        padding = {"mirflow_benchmark_padding": torch.zeros(n, dtype=torch.uint8)}
-        torch.save({**package, **padding}, buf, _use_new_zipfile_serialization=False)
-        return buf.getvalue()
-
-    data = save(0)
-    if size is None:
-        return data
-    n = 0
-    for _ in range(8):
-        if len(data) == size:
-            return data
-        n += size - len(data)
-        if n < 0:
-            break
-        data = save(n)
-    raise RuntimeError(f"cannot write a Beat This! checkpoint of exactly {size} bytes")
 
 
 def write_tiny_captions(models_dir: Path) -> BuiltModel:
@@ -247,11 +218,11 @@ def write_tiny_captions(models_dir: Path) -> BuiltModel:
     start = time.perf_counter()
     write_tiny_flamingo(Path(models_dir) / "music-flamingo")
     return BuiltModel(
-        "Music Flamingo: TINY stand-in (2-layer qwen2 + 1-block mmproj)",
+        "Music Flamingo: TINY stand-in",
         None,
         False,
-        note="the real model is a 7 B decoder GGUF (several GB) and cannot be built at random "
-        "here in reasonable time or space",
+        note="2-layer qwen2 + 1-block mmproj (tests/model_fixtures/flamingo_tiny.py); the real "
+        "model is a 7 B decoder GGUF of several GB, not built at random here",
         build_s=time.perf_counter() - start,
     )
 
@@ -262,11 +233,11 @@ def write_tiny_roformer(models_dir: Path) -> BuiltModel:
     start = time.perf_counter()
     write_tiny_bs_roformer(models_dir)
     return BuiltModel(
-        "BS-RoFormer: TINY stand-in (roformer_tiny.py)",
+        "BS-RoFormer: TINY stand-in",
         None,
         False,
-        note="BS-Roformer-SW.yaml (the real shape) is not available offline; a guessed shape "
-        "would not be the real model's",
+        note="tests/model_fixtures/roformer_tiny.py; BS-Roformer-SW.yaml (the real shape) is "
+        "not available offline, and a guessed shape would not be the real model's",
         build_s=time.perf_counter() - start,
     )
 

@@ -264,7 +264,8 @@ def _captions_models(options: dict) -> list[str]:
 def _rhythm_models(options: dict) -> list[str]:
     if options.get("backend", "madmom") != "beat_this":
         return []  # madmom's models ship inside its wheel
-    return [f"beat_this:{(options.get('beat_this') or {}).get('model', 'final0')}"]
+    model = (options.get("beat_this") or {}).get("model", "final0")
+    return [] if model.endswith(".ckpt") else [f"beat_this:{model}"]  # a path: the user's own
 
 
 #: Stages that always run, whose models depend on their options alone.

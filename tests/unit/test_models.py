@@ -487,3 +487,14 @@ def test_cli_download_list_and_one_line_errors(tmp_path, server, capsys):
     assert err.startswith("error: sha256 mismatch for audio-separator/bad.ckpt")
     assert err.count("\n") == 1 and "Traceback" not in err
     assert all_files(models_dir) == ["demucs/c.th"]
+
+
+def test_the_rhythm_backend_asks_for_beat_this_only_when_chosen():
+    assert required_models({"rhythm": {"backend": "madmom"}}) == []
+    chosen = {"rhythm": {"backend": "beat_this", "beat_this": {"model": "small0"}}}
+    assert required_models(chosen) == ["beat_this:small0"]
+    assert required_models({"rhythm": {"backend": "beat_this"}}) == ["beat_this:final0"]
+    own = {"rhythm": {"backend": "beat_this", "beat_this": {"model": "/data/tuned.ckpt"}}}
+    assert required_models(own) == []  # the user's own file: no manifest entry
+    listed = {e.name for e in load_manifest(REAL_MANIFEST)}
+    assert {"beat_this:final0", "beat_this:small0"} <= listed

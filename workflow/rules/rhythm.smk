@@ -2,10 +2,15 @@ RHYTHM = config["rhythm"]
 #: Beat This! reserves the GPU unless told to run on the CPU (with `auto`, the
 #: job finds out at run time whether a GPU is there).
 RHYTHM_GPU = int(RHYTHM["backend"] == "beat_this" and RHYTHM["beat_this"]["device"] != "cpu")
-RHYTHM_CHECKPOINT = f"{config['models_dir']}/beat_this/{RHYTHM['beat_this']['model']}.ckpt"
-if len(TRACKS) and workflow.is_main_process:
-    _missing = missing_for("rhythm", RHYTHM, config["models_dir"])
-    if _missing:
+_model = RHYTHM["beat_this"]["model"]
+RHYTHM_CHECKPOINT = (
+    _model if _model.endswith(".ckpt") else f"{config['models_dir']}/beat_this/{_model}.ckpt"
+)
+if len(TRACKS) and workflow.is_main_process and RHYTHM["backend"] == "beat_this":
+    if _model.endswith(".ckpt"):  # the user's own checkpoint: no manifest entry
+        if not Path(RHYTHM_CHECKPOINT).is_file():
+            sys.exit(f"mirflow: rhythm.beat_this.model: {RHYTHM_CHECKPOINT} is not a file.")
+    elif _missing := missing_for("rhythm", RHYTHM, config["models_dir"]):
         sys.exit(
             f"mirflow: rhythm.backend beat_this needs {', '.join(map(str, _missing))}: "
             "run `make models` (downloads and checks the weights), or set rhythm.backend: madmom."
