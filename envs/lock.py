@@ -9,8 +9,9 @@ The lock is pip's own resolution, read from its report (`pip install --dry-run
 tools under the top-level pins of envs/constraints.txt, plus basic-pitch and
 beat-this, which are installed --no-deps (basic-pitch's declared dependencies
 pull TensorFlow and numpy 1.x; beat-this's, torchaudio, which mirflow does not
-import: see mirflow.beat_this_tracker). The set-up (envs/setup.sh) installs the lock --no-deps, so the
-environment is exactly the lock, whatever the registry serves on the day.
+import: see mirflow.beat_this_tracker). The set-up (envs/setup.sh) installs the
+lock --no-deps, so the environment is exactly the lock, whatever the registry
+serves on the day.
 
 Two deliberate gaps, each said in the lock's header:
 - torchvision and torchaudio: pip resolves them (audio-separator's chain asks
