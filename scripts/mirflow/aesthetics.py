@@ -49,7 +49,7 @@ import numpy as np
 from mirflow.audio import load_audio, resample, to_mono
 from mirflow.checkpoints import usable_checkpoint
 from mirflow.devices import resolve_device
-from mirflow.errors import ModelNotFoundError, TrackError
+from mirflow.errors import MAKE_MODELS, ModelNotFoundError, TrackError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,6 @@ MODEL_CFG_KEYS = (
 #: only the tiny test model (tests/model_fixtures/audiobox_tiny.py) writes one.
 ENCODER_CFG_KEY = "mirflow_wavlm_cfg"
 
-_MAKE_MODELS = "run `make models` (downloads and checks the official weights)"
 
 # aes.DEFAULT_AUDIO_CFG is a module global read while AesMultiOutput is built: swapping it is
 # serialised so two threads cannot build with each other's encoder config.
@@ -258,7 +257,7 @@ class AestheticsModel:
 
         path = Path(checkpoint)
         if not path.is_file():
-            raise ModelNotFoundError(f"{path} is missing: {_MAKE_MODELS}")
+            raise ModelNotFoundError(f"{path} is missing: {MAKE_MODELS}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if threads is not None and threads < 1:
@@ -267,7 +266,7 @@ class AestheticsModel:
         if device == "cpu" and threads is not None:
             torch.set_num_threads(int(threads))
         started = time.perf_counter()
-        with usable_checkpoint(path, "audiobox-aesthetics", _MAKE_MODELS):
+        with usable_checkpoint(path, "audiobox-aesthetics", MAKE_MODELS):
             # The official file pickles only dicts, OrderedDict and float32 tensors (its Hugging
             # Face page lists those pickle imports): weights_only loads it, and nothing else.
             ckpt = torch.load(path, map_location=device, weights_only=True)

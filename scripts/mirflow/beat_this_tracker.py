@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mirflow.audio import resample, to_mono
 from mirflow.checkpoints import usable_checkpoint
-from mirflow.errors import ModelNotFoundError
+from mirflow.errors import MAKE_MODELS, ModelNotFoundError
 
 if TYPE_CHECKING:
     from mirflow.rhythm import Rhythm
@@ -64,8 +65,6 @@ LOG_MULTIPLIER = 1000.0
 #: 6 frames on either side are discarded, overlapping so every frame is predicted once.
 CHUNK_SIZE = 1500
 BORDER_SIZE = 6
-
-_MAKE_MODELS = "run `make models` (downloads and checks the official weights)"
 
 
 class LogMelSpect(torch.nn.Module):
@@ -181,6 +180,13 @@ def split_predict_aggregate(
     return aggregate_prediction(preds, starts, len(spect), chunk_size, border_size)
 
 
+def _existing(checkpoint: str | os.PathLike) -> Path:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ModelNotFoundError(f"Beat This! checkpoint {path} is missing: {MAKE_MODELS}")
+    return path
+
+
 def load_beat_this(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
     """A ``BeatThis`` from a local checkpoint, as ``beat_this.inference.load_model`` builds it.
 
@@ -198,10 +204,8 @@ def load_beat_this(checkpoint: str | os.PathLike, device: str | torch.device = "
         from beat_this.model.beat_tracker import BeatThis  # noqa: PLC0415
     from beat_this.utils import replace_state_dict_key  # noqa: PLC0415
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ModelNotFoundError(f"Beat This! checkpoint {path} is missing: {_MAKE_MODELS}")
-    with usable_checkpoint(path, "Beat This!", _MAKE_MODELS):
+    path = _existing(checkpoint)
+    with usable_checkpoint(path, "Beat This!", MAKE_MODELS):
         ckpt = torch.load(path, map_location=device, weights_only=True)
         accepted = set(inspect.signature(BeatThis).parameters)
         hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in accepted}
@@ -222,13 +226,9 @@ class BeatThisAnalyzer:
     def __init__(
         self, checkpoint: str | os.PathLike, device: str = "cpu", dbn: bool = False
     ) -> None:
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint = _existing(checkpoint)
         self.device = torch.device(device)
         self.dbn = dbn
-        if not self.checkpoint.is_file():
-            raise ModelNotFoundError(
-                f"Beat This! checkpoint {self.checkpoint} is missing: {_MAKE_MODELS}"
-            )
 
     @cached_property
     def model(self) -> torch.nn.Module:
@@ -252,15 +252,10 @@ class BeatThisAnalyzer:
 
     def spectrogram(self, mono: np.ndarray, sr: int) -> torch.Tensor:
         """The model input ``(frames, 128)`` of a mono signal at any rate (soxr to 22050 Hz)."""
-        import soxr  # noqa: PLC0415
-
-        signal = np.asarray(mono, dtype=np.float64)
-        if signal.ndim == 2:  # (channels, samples), mirflow's layout
-            signal = signal.mean(axis=0)
-        if signal.ndim != 1:
+        signal = np.asarray(mono, dtype=np.float32)
+        if signal.ndim not in (1, 2):
             raise ValueError(f"expected (samples,) or (channels, samples), got {signal.shape}")
-        if sr != SAMPLE_RATE:
-            signal = soxr.resample(signal, sr, SAMPLE_RATE)  # quality "HQ", as the package
+        signal = resample(to_mono(signal)[np.newaxis], sr, SAMPLE_RATE)[0]  # soxr HQ, as upstream
         signal = torch.tensor(signal, dtype=torch.float32, device=self.device)
         if len(signal) <= N_FFT // 2:  # too short for the STFT's reflect padding: no frames
             return torch.zeros((0, N_MELS), device=self.device)
@@ -305,6 +300,10 @@ class BeatThisAnalyzer:
             if printed.getvalue().strip():
                 log.warning("Beat This!: %s", printed.getvalue().strip())
             grid = np.column_stack([beats, numbers]).astype(float)
+            if len(downbeats) < 2:
+                # The package's numbering does not wrap with fewer than two
+                # downbeats: say "position unknown" (0) rather than claim a long bar.
+                grid[:, 1] = 0
         else:
             grid = np.empty((0, 2))
         return Rhythm(beats=grid, onsets=np.empty(0), duration_s=np.shape(mono)[-1] / sr)

@@ -15,6 +15,10 @@ class AudioDecodeError(TrackError):
     """The file is not audio we can decode (corrupt, truncated, unsupported)."""
 
 
+#: How a ModelNotFoundError's message ends: the command that fetches the weights.
+MAKE_MODELS = "run `make models` (downloads and checks the official weights)"
+
+
 class ModelNotFoundError(Exception):
     """A model file is not in models/ (or cannot be used): the message names it
     and the download command. Not a TrackError: no track can go on without it."""

@@ -21,6 +21,7 @@ from mirflow.errors import TrackError
 from mirflow.features import FEATURE_GROUPS
 from mirflow.records import StageResult
 from mirflow.rhythm import read_beats
+from mirflow.tempo import grid_tempo
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ def switches(config_features: dict[str, Any]) -> tuple[dict[str, bool], int | No
     enabled = {group: bool(config_features.get(group, True)) for group in FEATURE_GROUPS}
     series = config_features.get("time_series") or {}
     return enabled, (int(series.get("n_steps", 16)) if series.get("enabled") else None)
-
-
-def crop_bpm(beats: np.ndarray) -> float | None:
-    from mirflow.tempo import grid_tempo  # noqa: PLC0415
-
-    return grid_tempo(beats[:, 0]) if len(beats) else None
 
 
 def features_record(
@@ -137,7 +132,7 @@ def crop_features(
             start, duration = crop["start_s"], crop["duration_s"]
             inside = (onset_times >= start) & (onset_times < start + duration)
             fields = describe(audio, sr, beats, onset_times[inside] - start, enabled, n_steps)
-            fields["bpm"] = crop_bpm(beats) if tempo_defined else None
+            fields["bpm"] = grid_tempo(beats[:, 0]) if tempo_defined else None
             stem_audio = {
                 stem: load_audio(Path(crops_dir) / file)[0]
                 for stem, file in crop.get("stem_files", {}).items()

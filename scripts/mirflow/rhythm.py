@@ -42,7 +42,7 @@ class Rhythm:
         """The grid's tempo (:func:`mirflow.tempo.grid_tempo`)."""
         from mirflow.tempo import grid_tempo  # noqa: PLC0415
 
-        return grid_tempo(self.beats[:, 0]) if len(self.beats) else None
+        return grid_tempo(self.beats[:, 0])
 
     @property
     def beats_per_bar(self) -> int | None:
@@ -110,12 +110,7 @@ class RhythmAnalyzer:
 
     def _beats(self, signal, mono: np.ndarray, sr: int) -> np.ndarray:
         if self.beat_this is not None:
-            beats = self.beat_this.analyze(mono, sr).beats
-            if (beats[:, 1] == 1).sum() < 2:
-                # Fewer than two downbeats: the package's numbering does not wrap,
-                # so say "position unknown" (0) rather than claim a long bar.
-                beats[:, 1] = 0
-            return beats
+            return self.beat_this.analyze(mono, sr).beats
         downbeat_rnn, downbeat_dbn = self._downbeat_processors
         return np.asarray(downbeat_dbn(downbeat_rnn(signal)), dtype=float).reshape(-1, 2)
 

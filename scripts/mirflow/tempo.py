@@ -141,12 +141,15 @@ def accent_contrast(mono: np.ndarray, sr: int, beats: np.ndarray) -> float | Non
 
     Metrical accent: when a tracker follows the eighth notes, the real beats
     are its odd ones and carry the kick and snare (ratio > 1); when it follows
-    real beats, the even ones carry the backbeat (ratio < 1). None without beats.
+    real beats, the even ones carry the backbeat (ratio < 1). None without beats,
+    or for a bar of an odd number of beats (halving is no candidate there).
     """
     from mirflow.madmom_import import import_madmom  # noqa: PLC0415
 
     beats = np.asarray(beats, dtype=float).reshape(-1, 2)
     positions = beats[:, 1].astype(int)
+    if len(beats) == 0 or positions.max() % 2:  # no even bar: no half to vote on
+        return None
     if (positions % 2 == 0).sum() < 2 or (positions % 2 == 1).sum() < 2:
         return None
     import_madmom()

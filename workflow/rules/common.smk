@@ -22,7 +22,6 @@ from mirflow.batches import (
     stems_are_current,
 )
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
-from mirflow.models import missing_for
 from mirflow.passes import PASSES
 from mirflow.separation import STEMS, missing_files
 from mirflow.shards import MERGE, Shard, parse_shard

@@ -1,3 +1,5 @@
+from mirflow.models import missing_for
+
 RHYTHM = config["rhythm"]
 #: Beat This! reserves the GPU unless told to run on the CPU (with `auto`, the
 #: job finds out at run time whether a GPU is there).

@@ -28,7 +28,7 @@ from demucs.pretrained import REMOTE_ROOT, get_model
 
 from mirflow.audio import resample, to_stereo
 from mirflow.devices import resolve_device
-from mirflow.errors import ModelNotFoundError
+from mirflow.errors import MAKE_MODELS, ModelNotFoundError
 from mirflow.separation import SeparationError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ OFFICIAL_MODELS = ("htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra")
 #: Clipping guards, as demucs's CLI ``--clip-mode`` (``demucs.audio.prevent_clip``).
 CLIP_MODES = ("rescale", "clamp", "none")
 
-_MAKE_MODELS = "run `make models` (downloads and checks the official weights)"
 
 #: Seed of the random time shifts (``shifts``): the same track always gives the same stems.
 _SHIFT_SEED = 0
@@ -134,7 +133,7 @@ class DemucsBackend:
     def _missing(self, paths: list[Path], extra: str = "") -> ModelNotFoundError:
         names = ", ".join(str(p) for p in paths)
         verb = "is" if len(paths) == 1 else "are"
-        hint = _MAKE_MODELS
+        hint = MAKE_MODELS
         if self.model_name not in OFFICIAL_MODELS:
             hint += (
                 f"; '{self.model_name}' is not one of the official models "
@@ -163,7 +162,7 @@ class DemucsBackend:
             except (yaml.YAMLError, TypeError, KeyError, OSError) as exc:
                 raise ModelNotFoundError(
                     f"{bag_file} is not a demucs bag file (needs `models: [<sig>, ...]`: "
-                    f"{exc}); delete it and {_MAKE_MODELS}"
+                    f"{exc}); delete it and {MAKE_MODELS}"
                 ) from exc
         elif any(_signature(p) == self.model_name for p in checkpoints):
             sigs = [self.model_name]  # a single network named by its signature
@@ -190,7 +189,7 @@ class DemucsBackend:
             elif expected is not None and matches[0].name != expected:
                 raise ModelNotFoundError(
                     f"{matches[0]} is not the official checkpoint {expected} (its name carries "
-                    f"a different checksum, or none): delete it and {_MAKE_MODELS}"
+                    f"a different checksum, or none): delete it and {MAKE_MODELS}"
                 )
             else:
                 found.append(matches[0])
@@ -212,7 +211,7 @@ class DemucsBackend:
             files = ", ".join(str(p) for p in self._files)
             raise ModelNotFoundError(
                 f"could not load Demucs model '{self.model_name}' from {files}: {exc}. "
-                f"The file is corrupt or incompletely downloaded: delete it and {_MAKE_MODELS}"
+                f"The file is corrupt or incompletely downloaded: delete it and {MAKE_MODELS}"
             ) from exc
         return model.eval().to(self.device)
 
