@@ -94,14 +94,10 @@ def write_full_htdemucs(repo_dir: Path, name: str = HTDEMUCS_NAME) -> BuiltModel
     from model_fixtures import demucs_tiny
 
     start = time.perf_counter()
-    # write_tiny_htdemucs builds HTDemucs(**TINY_KWARGS) and packages it as demucs's repo
-    # does; give it the real arguments for the one call.
-    tiny = demucs_tiny.TINY_KWARGS
-    demucs_tiny.TINY_KWARGS = dict(HTDEMUCS_KWARGS)
-    try:
-        demucs_tiny.write_tiny_htdemucs(repo_dir, name=name, segment=HTDEMUCS_SEGMENT)
-    finally:
-        demucs_tiny.TINY_KWARGS = tiny
+    # The fixture's writer packages HTDemucs as demucs's repo does; the real arguments.
+    demucs_tiny.write_tiny_htdemucs(
+        repo_dir, name=name, segment=HTDEMUCS_SEGMENT, architecture=HTDEMUCS_KWARGS
+    )
     with torch.device("meta"):
         params = _params(HTDemucs(sources=["drums", "bass", "other", "vocals"], **HTDEMUCS_KWARGS))
     return BuiltModel(

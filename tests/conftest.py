@@ -32,6 +32,19 @@ def write_tone(
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine
+    torch's OpenMP threads spin against other processes (several times slower
+    calls): a module that runs them asks for this (``usefixtures``)."""
+    import torch  # noqa: PLC0415
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tone_file(tmp_path):
     return write_tone(tmp_path / "tone.wav")

@@ -48,19 +48,24 @@ def write_tiny_htdemucs(
     samplerate: int = 44100,
     seed: int = 0,
     segment: Fraction | float = Fraction(39, 5),
+    architecture: dict | None = None,
 ) -> str:
     """Write a tiny HTDemucs checkpoint and its bag yaml into ``repo_dir``; return the model name.
 
     ``segment`` is the training segment in seconds (the official htdemucs uses 39/5 = 7.8 s,
     which is also the longest chunk ``apply_model`` may feed a transformer model).
     The weights are a deterministic function of ``seed`` (the global torch RNG is left untouched).
+    ``architecture``: HTDemucs arguments in place of TINY_KWARGS (e.g. the full-size ones).
     """
     repo_dir = Path(repo_dir)
     repo_dir.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = HTDemucs(
-            sources=list(sources), samplerate=samplerate, segment=segment, **TINY_KWARGS
+            sources=list(sources),
+            samplerate=samplerate,
+            segment=segment,
+            **(TINY_KWARGS if architecture is None else architecture),
         )
     args, kwargs = model._init_args_kwargs  # recorded by demucs.states.capture_init
     package = {

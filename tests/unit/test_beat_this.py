@@ -28,14 +28,7 @@ from mirflow.rhythm import Rhythm
 SR = bt.SAMPLE_RATE
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's work is small matrices: one thread is as fast on an idle machine and
-    several times faster on a busy one (OpenMP threads spin against each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
