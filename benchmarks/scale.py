@@ -28,7 +28,7 @@ one for real would take hours (madmom per track), so it is fabricated: the
 workflow first runs for real on two short generated tracks (about half a
 minute), then each output file of the first track is replicated for the N
 synthetic track ids (ids in file names and records replaced, audio files
-left empty: nothing reads them), keeping the real run's modification times so
+sparse: nothing reads them), keeping the real run's modification times so
 every output is newer than its inputs; the aggregate outputs (tracks.tsv,
 exports, summary, report) are copied as they are. Each finished track names
 its transcription batch in transcription.json, as a real one does, batched
@@ -292,12 +292,14 @@ def finished_template(work: Path, repo: Path, timeout: float):
 
 def replicate(src: Path, dest: Path, old: str, new: str, replace_text: bool) -> None:
     """Copy ``src`` to ``dest`` with ``old`` replaced by ``new`` in JSON text;
-    audio and MIDI become empty files (nothing reads them). Keeps the mtime."""
+    audio and MIDI become sparse files of the same size (nothing reads them;
+    the planner compares stem sizes with stems.json's). Keeps the mtime."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if replace_text and src.suffix in {".json", ".BEATS", ".INFO", ".tsv"}:
         dest.write_text(src.read_text().replace(old, new))
     elif src.suffix in {".flac", ".wav", ".mp3", ".mid"} or src.name == ".snakemake_timestamp":
         dest.touch()
+        os.truncate(dest, src.stat().st_size)
     else:
         shutil.copyfile(src, dest)
     mtime = src.stat().st_mtime

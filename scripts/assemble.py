@@ -14,5 +14,6 @@ info = assemble_track(
     dest=snakemake.output.dataset,
     stems_dir=snakemake.input.stems[0] if snakemake.input.stems else None,
     file_dirs=list(snakemake.input.files),
+    source=(snakemake.params.source, snakemake.params.relpath),
 )
 log.info("%s: %s, %d crops %s", info["track"], info["status"], info["crop_count"], info["error"])

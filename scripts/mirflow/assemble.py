@@ -13,12 +13,13 @@ The ``.INFO`` fields are documented in README.md ("The .INFO files").
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mirflow import __version__
 from mirflow.atomic import atomic_directory, link_or_copy, write_json
-from mirflow.records import StageResult, first_failure
+from mirflow.records import StageResult, first_failure, one_line
 
 #: Track fields every crop's .INFO repeats, so a crop is self-describing.
 INHERITED_BY_CROPS = (
@@ -63,8 +64,15 @@ def track_info(track: str, results: list[StageResult], beats_file: str | None) -
     info["error"] = "" if failed is None else failed.error
     if failed is None and beats_file:
         info["beats_file"] = beats_file
+    info["provenance"] = {r.stage: r.provenance for r in results if r.ok and r.provenance}
     info["mirflow_version"] = __version__
     return info
+
+
+def _inherited_from(results: list[StageResult]) -> list[StageResult]:
+    """The records whose track fields every crop inherits (see INHERITED_BY_CROPS)."""
+    keys = set(INHERITED_BY_CROPS) | set(RENAMED_FOR_CROPS)
+    return [r for r in results if not keys.isdisjoint(r.track)]
 
 
 def crop_infos(
@@ -75,6 +83,7 @@ def crop_infos(
     inherited.update(
         {new: track_fields[old] for old, new in RENAMED_FOR_CROPS.items() if old in track_fields}
     )
+    inherited_from = _inherited_from(results)
     names: list[str] = []
     for result in results:
         names.extend(n for n in result.crops if n not in names)
@@ -89,9 +98,30 @@ def crop_infos(
                 errors.append(fields.get("error") or f"{result.stage} failed")
         info["status"] = "failed" if errors else "ok"
         info["error"] = "; ".join(errors)
+        # The stems record made the audio a crop's stem_files were cut from.
+        made_by = [
+            r
+            for r in results
+            if name in r.crops
+            or r in inherited_from
+            or (r.stage == "stems" and "stem_files" in info)
+        ]
+        info["provenance"] = {r.stage: r.provenance for r in made_by if r.ok and r.provenance}
         info["mirflow_version"] = __version__
         infos[name] = info
     return infos
+
+
+def relative_errors(result: StageResult, path: str, relpath: str) -> StageResult:
+    """``result`` with the source file's absolute path in its errors replaced
+    by its library-relative one (as one_line wrote it into the cause)."""
+    absolute, relative = one_line(str(path)), one_line(relpath)
+    crops = {
+        name: {**fields, "error": fields["error"].replace(absolute, relative)}
+        if fields.get("error") else fields
+        for name, fields in result.crops.items()
+    }  # fmt: skip
+    return replace(result, error=result.error.replace(absolute, relative), crops=crops)
 
 
 def assemble_track(
@@ -102,13 +132,18 @@ def assemble_track(
     dest: str | os.PathLike,
     stems_dir: str | os.PathLike | None = None,
     file_dirs: list[str | os.PathLike] = (),
+    source: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``.
 
     A crop's files (see :func:`crop_files`) are linked from ``crops_dir`` or,
     for files a model pass wrote (MIDI), from the first of ``file_dirs`` that
-    has them.
+    has them. ``source`` is the track's (absolute path, path relative to the
+    library): errors name the file by the latter, so that no ``.INFO`` holds
+    a path outside the output.
     """
+    if source is not None:
+        results = [relative_errors(result, *source) for result in results]
     folders = [Path(crops_dir)] if crops_dir is not None else []
     folders += [Path(d) for d in file_dirs]
     with atomic_directory(dest) as folder:

@@ -24,36 +24,52 @@ def make_batches(pending: list[str], batch_size: int) -> dict[str, list[str]]:
     return batches
 
 
-def stems_are_current(output_root: str | os.PathLike, track: str) -> bool:
-    """The track's stems (folder and record) exist, newer than its source record."""
-    folder = Path(output_root) / "tracks" / track
-    if not (folder / "stems").is_dir():
-        return False
-    try:
-        stems_time = (folder / "stems.json").stat().st_mtime
-    except OSError:
-        return False
-    try:
-        return stems_time >= (folder / "source.json").stat().st_mtime
-    except OSError:
-        return True  # stems given without a source record: nothing says they are stale
+def finished_stems(output_root: str | os.PathLike, track: str) -> tuple[dict | None, str | None]:
+    """``(made, damage)`` of a track's stems, from its stems.json.
 
-
-def recorded_batch(output_root: str | os.PathLike, track: str) -> dict:
-    """How a finished track's stems were made, from its stems.json:
-    ``{"batch", "members" ([track, source path] of that batch), "config"}``."""
+    ``made`` is how finished stems were made: ``{"batch", "members"
+    ([track, source path] of that batch), "config"}``; None when they are not
+    finished: no record, a record older than the source record, or a stem
+    file it lists missing or of another size than it had when written.
+    ``damage`` says which file, in that last case. A failed record is
+    finished: the track is redone when its source changes.
+    """
     import json  # noqa: PLC0415
 
+    folder = Path(output_root) / "tracks" / track
     try:
-        record = json.loads((Path(output_root) / "tracks" / track / "stems.json").read_text())
+        stems_time = (folder / "stems.json").stat().st_mtime
+        record = json.loads((folder / "stems.json").read_text())
     except (OSError, ValueError):
-        return {"batch": None, "members": [], "config": None}
-    fields = record.get("track", {})
-    return {
-        "batch": fields.get("stems_batch"),
-        "members": fields.get("stems_batch_members", []),
-        "config": fields.get("stems_config"),
+        return None, None
+    if record.get("status") == "ok" and (damage := damaged_stem(folder, record)):
+        return None, damage
+    try:
+        if stems_time < (folder / "source.json").stat().st_mtime:
+            return None, None
+    except OSError:
+        pass  # stems given without a source record: nothing says they are stale
+    fields, data = record.get("track", {}), record.get("data", {})
+    made = {  # older records kept these in the track fields
+        "batch": data.get("batch", fields.get("stems_batch")),
+        "members": data.get("batch_members", fields.get("stems_batch_members", [])),
+        "config": data.get("separation", fields.get("stems_config")),
     }
+    return made, None
+
+
+def damaged_stem(folder: str | os.PathLike, record: dict) -> str | None:
+    """What is wrong with the stem files a stems record lists ("drums.flac
+    missing", "bass.flac has 60 bytes, not the 100 written"), None if nothing."""
+    sizes = record.get("data", {}).get("stem_sizes", {})
+    for name, relpath in record.get("track", {}).get("stem_files", {}).items():
+        try:
+            size = (Path(folder) / relpath).stat().st_size
+        except OSError:
+            return f"{Path(relpath).name} missing"
+        if name in sizes and size != sizes[name]:
+            return f"{Path(relpath).name} has {size} bytes, not the {sizes[name]} written"
+    return None
 
 
 def record_is_current(record: str | os.PathLike, upstream: str | os.PathLike) -> bool:

@@ -418,7 +418,6 @@ class Captioner:
         self.seed = int(seed)
         self.system_prompt = system_prompt
         self.n_threads = n_threads or _cpu_count()
-        self._sha256: str | None = None
         try:
             self._open(n_ctx, n_gpu_layers)
         except BaseException:
@@ -663,15 +662,14 @@ class Captioner:
 
     # ------------------------------------------------------------ provenance ---
 
-    def provenance(self) -> dict[str, str | None]:
+    def model_fields(self) -> dict[str, str | None]:
         """``.INFO`` fields naming the model: file, sha256 prefix, quantisation, projector."""
-        if self._sha256 is None:
-            from mirflow.ingest import sha256_file  # noqa: PLC0415
+        from mirflow.provenance import model_digest  # noqa: PLC0415
 
-            self._sha256 = sha256_file(self.gguf_path)  # once per load: GBs for real models
         return {
             "caption_model": self.gguf_path.name,
-            "caption_model_sha256": self._sha256[:12],
+            # Hashed once per process (GBs for real models); the provenance block reuses it.
+            "caption_model_sha256": model_digest(self.gguf_path),
             "caption_model_quantisation": self.quantisation,
             "caption_mmproj": self.mmproj_path.name,
         }

@@ -21,13 +21,14 @@ Each loop advances an index strictly, so planning always ends.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mirflow.audio import to_stereo, write_audio
+from mirflow.provenance import provenance
 from mirflow.records import StageResult
 
 
@@ -206,4 +207,5 @@ def crop_track(
         "crop_length_samples": options.length_samples,
         "crop_sample_rate": options.sample_rate,
     }
-    return StageResult(stage="crops", track=fields, crops=crops)
+    made_by = provenance(("soundfile", "soxr"), params=asdict(options))
+    return StageResult(stage="crops", track=fields, crops=crops, provenance=made_by)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,16 @@ def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
+def base_id(relpath: str) -> str:
+    """A path's id before collisions are told apart: the cleaned path without
+    extension, folders joined by ``__``, shortened with a hash when too long."""
+    stem = os.path.splitext(relpath)[0]
+    candidate = "__".join(clean_id(part) for part in Path(stem).parts)
+    if len(candidate) > MAX_ID_LENGTH:
+        candidate = candidate[: MAX_ID_LENGTH - 9].rstrip("._-+") + "-" + _short_hash(relpath)
+    return candidate
+
+
 def track_ids(relpaths: list[str]) -> dict[str, str]:
     """Map each relative path to a unique track id.
 
@@ -128,16 +139,11 @@ def track_ids(relpaths: list[str]) -> dict[str, str]:
     (``Artist/Album/01 Song.flac`` -> ``Artist__Album__01_Song``). It depends
     only on the path itself, except when two paths clean to the same id: then
     every path of the group that is not already clean gets a hash of its own
-    path appended, so the same file keeps the same id run after run.
+    path appended. The same library always gets the same ids; a file added
+    beside another can change that one's id, which is why the workflow keeps
+    the ids it gave in the output folder (:mod:`mirflow.track_registry`).
     """
-    base: dict[str, str] = {}
-    for rel in relpaths:
-        stem = os.path.splitext(rel)[0]
-        parts = [clean_id(part) for part in Path(stem).parts]
-        candidate = "__".join(parts)
-        if len(candidate) > MAX_ID_LENGTH:
-            candidate = candidate[: MAX_ID_LENGTH - 9].rstrip("._-+") + "-" + _short_hash(rel)
-        base[rel] = candidate
+    base = {rel: base_id(rel) for rel in relpaths}
 
     groups: dict[str, list[str]] = defaultdict(list)
     for rel, candidate in base.items():
@@ -160,8 +166,17 @@ def _is_clean(relpath: str, candidate: str) -> bool:
     return os.path.splitext(relpath)[0].replace(os.sep, "__") == candidate
 
 
-def discover(root: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -> list[Track]:
-    """The library's tracks, sorted by id; raises LibraryError if there are none."""
+def discover(
+    root: str | os.PathLike,
+    exclude: list[str | os.PathLike] = (),
+    assign: Callable[[list[str]], dict[str, str]] = track_ids,
+) -> list[Track]:
+    """The library's tracks, sorted by id; raises LibraryError if there are none.
+
+    ``assign`` maps the relative paths found to their ids: :func:`track_ids`
+    (ids from the paths alone), or the output folder's registry of ids that
+    never move (:mod:`mirflow.track_registry`), as the workflow does.
+    """
     root = Path(root).absolute()
     found, stems = _scan(root, exclude)
     files = sorted(found)
@@ -170,7 +185,7 @@ def discover(root: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -> 
             f"input library {root} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"
         )
     relpaths = [os.path.relpath(path, root) for path in files]
-    ids = track_ids(relpaths)
+    ids = assign(relpaths)
     tracks = [
         Track(
             ids[rel],

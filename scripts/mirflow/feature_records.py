@@ -19,6 +19,7 @@ import numpy as np
 from mirflow.audio import load_audio
 from mirflow.errors import TrackError
 from mirflow.features import FEATURE_GROUPS
+from mirflow.provenance import provenance
 from mirflow.records import StageResult
 from mirflow.rhythm import read_beats
 from mirflow.tempo import grid_tempo
@@ -63,7 +64,20 @@ def features_record(
     per_crop = (
         crop_features(crops_dir, crops, onsets, config_features, tempo_defined) if crops else {}
     )
-    return StageResult(stage="features", track=track, crops=per_crop)
+    enabled, n_steps = switches(config_features)
+    made_by = provenance(
+        FEATURE_TOOLS,
+        params={
+            "groups": sorted(group for group, on in enabled.items() if on),
+            "time_series_steps": n_steps,
+            "analysis_sample_rate": ANALYSIS_SAMPLE_RATE,
+        },
+    )
+    return StageResult(stage="features", track=track, crops=per_crop, provenance=made_by)
+
+
+#: The libraries the features come from (mirflow.features).
+FEATURE_TOOLS = ("essentia-tensorflow", "librosa", "numpy", "scipy")
 
 
 #: Stems whose rhythm is described (vocals' onsets say little about rhythm).

@@ -20,6 +20,7 @@ import soundfile as sf
 
 from mirflow.audio import ffmpeg_decode_command, probe_ffmpeg
 from mirflow.errors import AudioDecodeError, TrackError
+from mirflow.provenance import provenance
 from mirflow.records import StageResult
 
 #: Default album-artist values that mean "compilation"; config can replace them.
@@ -384,4 +385,8 @@ def ingest_track(
     }
     if tags_error:
         fields["tags_error"] = tags_error
-    return StageResult(stage="ingest", track=fields)
+    made_by = provenance(
+        ("mutagen", "soundfile"),
+        params={"various_artists": list(various_artists), "max_duration_s": max_duration_s},
+    )
+    return StageResult(stage="ingest", track=fields, provenance=made_by)

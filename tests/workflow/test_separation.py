@@ -109,6 +109,23 @@ def test_demucs_end_to_end(tmp_path):
     changed = separation_config(tmp_path, library, "demucs", "model", "htdemucs", DEMO_CROP,
                                 format="mp3")  # fmt: skip
     assert "Nothing to be done" in run_snakemake(tmp_path, changed, "--dry-run").stdout
+    info = json.loads((out / "dataset" / GUITAR_ID / f"{GUITAR_ID}.INFO").read_text())
+    made_by = info["provenance"]["stems"]
+    assert made_by["tools"]["demucs"] == "4.1.0" and made_by["params"]["demucs"]["shifts"] == 1
+    assert f"{name}.yaml" in made_by["models"] and len(made_by["models"]) >= 2
+    assert "stems_batch_members" not in info and "stems_config" not in info
+    for path in (out / "dataset").rglob("*.INFO"):  # no library path, own or another track's
+        assert str(library) not in path.read_text(), path
+    # A deleted stem is seen: the dry-run names its jobs, a plain re-run restores it.
+    config = separation_config(tmp_path, library, "demucs", "model", name, DEMO_CROP)
+    (out / "tracks" / GUITAR_ID / "stems" / "drums.flac").unlink()
+    dry = run_snakemake(tmp_path, config, "--dry-run").stdout
+    assert f"{GUITAR_ID}: drums.flac missing in its stems" in dry
+    counts = job_counts(dry)
+    assert counts["separate"] == 1 and counts["stems"] == 1
+    run_snakemake(tmp_path, config)
+    check_stems_and_crops(out, GUITAR_ID, ["drums", "bass", "other", "vocals"], DEMO_CROP)
+    assert "Nothing to be done" in run_snakemake(tmp_path, config, "--dry-run").stdout
 
 
 def test_bs_roformer_end_to_end_folds_extra_stems(tmp_path):
@@ -126,6 +143,9 @@ def test_bs_roformer_end_to_end_folds_extra_stems(tmp_path):
     info = json.loads((out / "dataset" / GUITAR_ID / f"{GUITAR_ID}.INFO").read_text())
     assert {"guitar", "piano"} <= set(info["stems_model_outputs"])
     assert model_loads(out) == [1]
+    from mirflow.info_schema import dataset_errors
+
+    assert dataset_errors(out / "dataset") == []  # stems fields match the published schema
 
 
 def test_bad_checkpoint_fails_the_tracks_with_a_clear_error_and_the_run_goes_on(tmp_path):
@@ -159,6 +179,15 @@ def test_existing_stems_skip_separation(tmp_path, fmt):
     info = json.loads((tmp_path / "out" / "dataset" / "Song__mix" / "Song__mix.INFO").read_text())
     assert info["stems_origin"] == "library"
     assert info["stem_files"]["drums"] == f"stems/drums.{fmt}"
+    # A deleted stem is remade from the library by a plain re-run. (Not truncated
+    # in place here: an unchanged library stem is a hard link to the library's file.)
+    stem = tmp_path / "out" / "tracks" / "Song__mix" / "stems" / f"drums.{fmt}"
+    stem.unlink()
+    dry = run_snakemake(tmp_path, config, "--dry-run").stdout
+    assert job_counts(dry)["stems"] == 1 and "separate" not in job_counts(dry)
+    run_snakemake(tmp_path, config)
+    assert load_audio(stem)[0].shape == load_audio(library / "Song" / f"drums.{fmt}")[0].shape
+    assert "Nothing to be done" in run_snakemake(tmp_path, config, "--dry-run").stdout
 
 
 def test_separation_is_off_without_a_model_and_the_summary_says_so(tmp_path):

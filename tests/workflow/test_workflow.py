@@ -151,3 +151,19 @@ def test_deleting_a_beat_grid_reruns_only_that_track(demo_run):
     run_snakemake(demo_run["root"], demo_run["config"])
     assert other_info.stat().st_mtime_ns == mtime
     assert (out / "dataset" / "sub_dir__guitar" / "sub_dir__guitar.BEATS").exists()
+
+
+def test_every_info_matches_the_published_schema(demo_run):
+    """workflow/schemas/{track,crop}_info.schema.json, the failed track's too."""
+    from mirflow.info_schema import dataset_errors, info_files
+
+    dataset = demo_run["out"] / "dataset"
+    kinds = [kind for _, kind in info_files(dataset)]
+    assert kinds.count("track") == 3 and kinds.count("crop") >= 5
+    assert dataset_errors(dataset) == []
+    for path, _kind in info_files(dataset):  # provenance of each stage that wrote fields
+        info = read_info(path)
+        if info["status"] == "ok":
+            stages = {"ingest", "rhythm", "crops", "features"}
+            assert stages <= set(info["provenance"]), (path, sorted(info["provenance"]))
+            assert str(demo_run["library"]) not in path.read_text()

@@ -11,6 +11,9 @@ rule assemble:
         f"{LOGS}/assemble/{{track}}.log",
     benchmark:
         f"{BENCHMARKS}/assemble/{{track}}.tsv"
+    params:
+        source=get_source_path,
+        relpath=get_source_relpath,
     threads: 1
     resources:
         mem_mb=mem_mb("assemble"),

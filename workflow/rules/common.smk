@@ -16,10 +16,9 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from mirflow.atomic import read_json, write_json
 from mirflow.batches import (
     batch_of_record,
+    finished_stems,
     make_batches,
     record_is_current,
-    recorded_batch,
-    stems_are_current,
 )
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError, discover
 from mirflow.passes import PASSES
@@ -34,6 +33,13 @@ from mirflow.summary import (
     mark_run_started,
     run_started,
     write_unfinished_summary,
+)
+from mirflow.track_registry import (
+    RegistryError,
+    assign_ids,
+    load_registry,
+    registry_path,
+    update_registry,
 )
 from mirflow.unfinished import find_unfinished, read_logs
 
@@ -50,13 +56,41 @@ if workflow.is_main_process and "--unlock" not in sys.argv:
         print(advice, file=sys.stderr)
 
 
+# Whether this parse starts a run and may write to the output (the track id
+# registry): a run's main process, not a dry run, --lint (the one parse made
+# without checking envvars) or a job's process. Snakemake sets dag_settings and
+# the executor only after parsing, so neither tells a dry run here.
+STARTING_A_RUN = (
+    workflow.is_main_process
+    and not workflow.output_settings.dryrun
+    and workflow.check_envvars
+    and "--lint" not in sys.argv
+)
+
+
 def load_track_table():
-    """The library's tracks (discovery + ids), one row per track, indexed by id."""
+    """The library's tracks (discovery + ids), one row per track, indexed by id.
+
+    Ids come from the output's registry (mirflow.track_registry): a file keeps
+    the id it was first given, whatever is added beside it. The main process
+    registers new files' ids under a lock (shards started at once agree); a dry
+    run and jobs compute the same ids from the registry without writing.
+    """
+    registry = registry_path(OUT)
+    if STARTING_A_RUN:
+        assign = functools.partial(update_registry, registry)
+    else:
+
+        def assign(relpaths):
+            return assign_ids(relpaths, load_registry(registry))
+
     try:
-        tracks = discover(config["input"], exclude=[config["output"]])
+        tracks = discover(config["input"], exclude=[config["output"]], assign=assign)
     except LibraryError as exc:
         # A plain message, not a traceback: this is the user's input, not a bug.
         sys.exit(f"mirflow: {exc}. Set 'input' in config/config.yaml or pass --config input=PATH.")
+    except RegistryError as exc:
+        sys.exit(f"mirflow: {exc}. Restore it from a backup, or fix the entry it names.")
     return pd.DataFrame(
         {
             "track": [t.track for t in tracks],
@@ -246,6 +280,7 @@ def get_final_output():
     targets += expand(f"{OUT}/tracks/{{track}}/{{track}}.BEATS", track=TRACKS.index)
     if SEPARATION_ON:
         targets += expand(f"{OUT}/tracks/{{track}}/stems", track=TRACKS.index)
+        targets += expand(f"{OUT}/tracks/{{track}}/stems.json", track=TRACKS.index)
     if config["stages"]["crops"]:
         targets += expand(f"{OUT}/tracks/{{track}}/crops", track=TRACKS.index)
     for name in MODEL_PASSES:
@@ -299,19 +334,38 @@ def plan_stems():
         return {}, {}, {}
     origin, pending, finished = {}, [], {}
     for track, library_stems in TRACKS["library_stems"].items():
+        made, damage = finished_stems(OUT, track)
+        if damage and workflow.is_main_process:
+            print(f"mirflow: {track}: {damage} in its stems: made again", file=sys.stderr)
         if SEPARATION["use_library_stems"] and set(STEMS) <= set(library_stems):
             origin[track] = ("library", None)
-        elif stems_are_current(OUT, track):
-            made = recorded_batch(OUT, track)
+            if damage:
+                redo_library_stems(track)
+        elif made is not None:
             origin[track] = ("done", made["batch"])
             if made["batch"]:
                 finished[made["batch"]] = made
         else:
-            pending.append(track)
+            pending.append(track)  # a damaged track gets a new batch: its input changes
     batches = make_batches(pending, SEPARATION["batch_size"])
     for batch, members in batches.items():
         origin.update({track: ("separate", batch) for track in members})
     return origin, batches, finished
+
+
+#: Tracks whose library stems the dry-run shows as to be remade (redo_library_stems).
+LIBRARY_STEMS_TO_REDO = set()
+
+
+def redo_library_stems(track):
+    """Library stems are params, not inputs, so nothing tells Snakemake that
+    one it linked into the output is gone: a run removes the damaged record
+    (a missing output is remade, and what depends on it); a dry run, which
+    writes nothing, shows the job through its input (see get_stems_input)."""
+    if STARTING_A_RUN:
+        os.remove(f"{OUT}/tracks/{track}/stems.json")
+    else:
+        LIBRARY_STEMS_TO_REDO.add(track)
 
 
 @input_function
@@ -356,6 +410,8 @@ def get_stems_input(wildcards):
     a param: their paths may hold braces).
     """
     kind, batch = STEM_ORIGIN[wildcards.track]
+    if wildcards.track in LIBRARY_STEMS_TO_REDO:
+        return [f"{OUT}/tracks/{wildcards.track}/source.json"]
     return [f"{OUT}/separation/{batch}"] if batch else []
 
 

@@ -77,7 +77,28 @@ def run_batch(
         backend = make_backend(separation, models_dir, out_dir)
     except SeparationError as exc:
         return "unloaded", separate_batch(None, members, out_dir, separation, load_error=exc)
-    return backend.name, separate_batch(backend, members, out_dir, separation)
+    made_by = separation_provenance(separation, models_dir)
+    return backend.name, separate_batch(backend, members, out_dir, separation, made_by=made_by)
+
+
+def separation_provenance(separation: dict[str, Any], models_dir: str | os.PathLike) -> dict:
+    """Tools, model files and the settings that shape the stems."""
+    from mirflow.provenance import provenance  # noqa: PLC0415
+    from mirflow.separation import required_files  # noqa: PLC0415
+
+    backend = separation["backend"]
+    tool = "audio-separator" if backend == "bs_roformer" else "demucs"
+    files = [path for path in required_files(separation, models_dir) if path.is_file()]
+    params = {
+        "backend": backend,
+        backend: dict(separation[backend]),
+        **{key: separation[key] for key in STEM_PARAMS},
+    }
+    return provenance((tool, "torch"), files, params)
+
+
+#: Separation settings that change the stems, whatever the backend.
+STEM_PARAMS = ("format", "mp3_bitrate", "save_extra_stems", "discard_stems")
 
 
 def separate_batch(
@@ -86,11 +107,12 @@ def separate_batch(
     out_dir: str | os.PathLike,
     separation: dict[str, Any],
     load_error: Exception | None = None,
+    made_by: dict[str, Any] | None = None,
 ) -> dict[str, StageResult]:
     """Separate each ``(track, source path)`` into ``out_dir/<track>/``.
 
     A track that cannot be separated (bad audio, a bad checkpoint) gets a
-    failed record and the batch goes on.
+    failed record and the batch goes on. ``made_by`` is each record's provenance.
     """
     out_dir = Path(out_dir)
     # The stems rule keeps the member list, so a later run can name this batch
@@ -113,7 +135,11 @@ def separate_batch(
                 write_stem(
                     folder / files[name], audio, sr, separation["format"], separation["mp3_bitrate"]
                 )
-            result = StageResult("separate", track={**fields, "stem_files_written": files})
+            result = StageResult(
+                "separate",
+                track={**fields, "stem_files_written": files},
+                provenance=made_by or {},
+            )
         except TrackError as exc:
             log.warning("%s: %s", track, exc)
             result = StageResult("separate", status="failed", error=f"separate: {exc}")
