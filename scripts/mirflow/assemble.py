@@ -69,10 +69,10 @@ def track_info(track: str, results: list[StageResult], beats_file: str | None) -
     return info
 
 
-def _inherited_from(results: list[StageResult]) -> list[StageResult]:
-    """The records whose track fields every crop inherits (see INHERITED_BY_CROPS)."""
+def _inherited_from(results: list[StageResult]) -> set[str]:
+    """The stages whose track fields every crop inherits (see INHERITED_BY_CROPS)."""
     keys = set(INHERITED_BY_CROPS) | set(RENAMED_FOR_CROPS)
-    return [r for r in results if not keys.isdisjoint(r.track)]
+    return {r.stage for r in results if not keys.isdisjoint(r.track)}
 
 
 def crop_infos(
@@ -99,14 +99,12 @@ def crop_infos(
         info["status"] = "failed" if errors else "ok"
         info["error"] = "; ".join(errors)
         # The stems record made the audio a crop's stem_files were cut from.
-        made_by = [
-            r
+        stages = inherited_from | ({"stems"} if info.get("stem_files") else set())
+        info["provenance"] = {
+            r.stage: r.provenance
             for r in results
-            if name in r.crops
-            or r in inherited_from
-            or (r.stage == "stems" and "stem_files" in info)
-        ]
-        info["provenance"] = {r.stage: r.provenance for r in made_by if r.ok and r.provenance}
+            if r.ok and r.provenance and (name in r.crops or r.stage in stages)
+        }
         info["mirflow_version"] = __version__
         infos[name] = info
     return infos

@@ -195,19 +195,17 @@ def collect_stems(
             "batch_members": batch["members"],
             "separation": batch["separation"],
         }
-        made_by = record.provenance
+        made_by = record.provenance or provenance(())  # a batch written without one
     else:
         files = {name: Path(path) for name, path in library_stems.items()}
         fields = {"stems_origin": "library"}
         data = {}
         made_by = provenance(("soundfile",), params={"format": fmt})
-    made_by = {
-        **made_by,
-        "params": {
-            **made_by.get("params", {}),
-            "quality_filter": dict(separation["quality_filter"]),
-            "convert_existing": separation["convert_existing"],
-        },
+    # What this rule adds to either origin.
+    made_by["params"] = {
+        **made_by["params"],
+        "quality_filter": dict(separation["quality_filter"]),
+        "convert_existing": separation["convert_existing"],
     }
 
     arrays, sr = {}, None

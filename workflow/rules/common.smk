@@ -57,14 +57,11 @@ if workflow.is_main_process and "--unlock" not in sys.argv:
 
 
 # Whether this parse starts a run and may write to the output (the track id
-# registry): a run's main process, not a dry run, --lint (the one parse made
-# without checking envvars) or a job's process. Snakemake sets dag_settings and
-# the executor only after parsing, so neither tells a dry run here.
+# registry, a damaged stems record): a run's main process, not a dry run, --lint
+# (the one parse made without checking envvars) or a job's process. Snakemake
+# sets dag_settings and the executor only after parsing, so neither tells here.
 STARTING_A_RUN = (
-    workflow.is_main_process
-    and not workflow.output_settings.dryrun
-    and workflow.check_envvars
-    and "--lint" not in sys.argv
+    workflow.is_main_process and not workflow.output_settings.dryrun and workflow.check_envvars
 )
 
 
