@@ -71,7 +71,15 @@ def direct_track(args) -> dict[str, float]:
     features = timed(
         "features",
         [source, rhythm, crops],
-        lambda: features_record(path, beats, onsets, config["features"], crops_dir, crops.crops),
+        lambda: features_record(
+            path,
+            beats,
+            onsets,
+            config["features"],
+            crops_dir,
+            crops.crops,
+            time_series_path=base / f"{track_id}.timeseries.parquet",
+        ),
     )
     start = time.perf_counter()
     assemble_track(

@@ -15,5 +15,6 @@ info = assemble_track(
     stems_dir=snakemake.input.stems[0] if snakemake.input.stems else None,
     file_dirs=list(snakemake.input.files),
     source=(snakemake.params.source, snakemake.params.relpath),
+    track_files=[snakemake.input.time_series] if "time_series" in snakemake.input.keys() else [],
 )
 log.info("%s: %s, %d crops %s", info["track"], info["status"], info["crop_count"], info["error"])

@@ -4,6 +4,7 @@ from mirflow.feature_records import features_record
 from mirflow.logs import log_to_file
 from mirflow.records import read_result, run_stage, write_result
 from mirflow.stems import stems_of
+from mirflow.time_series import write_empty_table
 
 log = log_to_file(snakemake.log[0])
 upstream = [read_result(snakemake.input.source), read_result(snakemake.input.rhythm)]
@@ -16,7 +17,7 @@ result = run_stage(
     "features",
     upstream + ([crops] if crops else []),
     lambda: features_record(
-        snakemake.params.source if snakemake.params.track_features else None,
+        snakemake.params.source,
         snakemake.input.beats,
         upstream[1].data.get("onsets", []),
         snakemake.params.enabled,
@@ -24,8 +25,13 @@ result = run_stage(
         crops=crops.crops if crops else None,
         stems=stems,
         tempo_defined=upstream[1].track.get("bpm_is_defined", True),
+        track_features=snakemake.params.track_features,
+        time_series_path=snakemake.output.get("time_series"),
     ),
 )
+if "time_series" in snakemake.output.keys() and not result.track.get("time_series_file"):
+    # Skipped or failed: the output must exist all the same (assemble ignores it).
+    write_empty_table(snakemake.output.time_series)
 log.info(
     "%s: %s, track features %s, %d crops %s",
     snakemake.wildcards.track,

@@ -2,7 +2,7 @@
 
 Layout of ``dataset/<track>/`` (replaced as a whole, atomically)::
 
-    <track>.INFO  <track>.BEATS  stems/drums.flac ...
+    <track>.INFO  <track>.BEATS  <track>.timeseries.parquet  stems/drums.flac ...
     crops/<track>_000.flac  <track>_000.INFO  <track>_000.BEATS  <track>_000_<stem>.flac ...
 
 Audio and beat files are hard links to the files the crops stage wrote (a
@@ -131,6 +131,7 @@ def assemble_track(
     stems_dir: str | os.PathLike | None = None,
     file_dirs: list[str | os.PathLike] = (),
     source: tuple[str, str] | None = None,
+    track_files: list[str | os.PathLike] = (),
 ) -> dict[str, Any]:
     """Write ``dest`` (the track's dataset folder) and return the track ``.INFO``.
 
@@ -138,7 +139,8 @@ def assemble_track(
     for files a model pass wrote (MIDI), from the first of ``file_dirs`` that
     has them. ``source`` is the track's (absolute path, path relative to the
     library): errors name the file by the latter, so that no ``.INFO`` holds
-    a path outside the output.
+    a path outside the output. ``track_files`` (the time series) go beside
+    the track's ``.INFO`` under their own names.
     """
     if source is not None:
         results = [relative_errors(result, *source) for result in results]
@@ -158,6 +160,9 @@ def assemble_track(
         if beats_path is not None and first_failure(results) is None:
             beats_file = f"{track}.BEATS"
             link_or_copy(beats_path, folder / beats_file)
+        if first_failure(results) is None:
+            for path in track_files:
+                link_or_copy(path, folder / Path(path).name)
         info = track_info(track, results, beats_file)
         crops = crop_infos(info, results) if info["status"] == "ok" else {}
         if crops:

@@ -1,5 +1,6 @@
 """Descriptive audio features: loudness, spectral shape, band energy, chroma,
-key, rhythm statistics and short time series.
+key and rhythm statistics, and :func:`describe`, which merges the enabled
+groups (those of :mod:`mirflow.harmony` and :mod:`mirflow.dynamics` too).
 
 Pure functions: arrays and a sample rate in, plain dicts of JSON-ready Python
 values out (``float``/``int``/``str``/``None``/``list``, always finite). A
@@ -41,7 +42,7 @@ HOP = 512
 #: far below any musical passage, yet above the dither/quantisation noise of a
 #: 16-bit fade, whose "spectrum" would read as white noise.
 SILENCE_DB = -80.0
-#: Spectral flatness ignores bins above this (see ``_frame_flatness``).
+#: Spectral flatness ignores bins above this (see ``frame_flatness``).
 FLATNESS_MAX_HZ = 16000.0
 #: Level reported for a band with no energy, instead of -inf.
 FLOOR_DB = -120.0
@@ -79,7 +80,26 @@ ABSOLUTE_GATE_LUFS = -70.0
 IOI_BIN_BEATS = 0.25
 IOI_MAX_BEATS = 4.0
 
-FEATURE_GROUPS = ("loudness", "spectral", "multiband_rms", "chroma", "key", "rhythm")
+#: Spectral roll-off: the frequency below which this share of the energy lies.
+ROLLOFF_PERCENT = 0.85
+#: An onset is on a beat for ``on_beat_ratio`` within this fraction of the
+#: local beat interval (the tolerance ``syncopation`` uses too).
+ON_BEAT_TOLERANCE = 0.125
+
+#: The switches under ``features:`` in the config, in the order of the .INFO.
+FEATURE_GROUPS = (
+    "loudness",
+    "spectral",
+    "spectral_shape",
+    "multiband_rms",
+    "chroma",
+    "key",
+    "harmonic",
+    "rhythm",
+    "rhythm_detail",
+    "saturation",
+    "dynamics",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -112,13 +132,13 @@ def _stft_magnitude(mono: np.ndarray) -> np.ndarray:
     return np.abs(librosa.stft(mono, n_fft=N_FFT, hop_length=HOP, window="hann", center=True))
 
 
-def _sounding(mag: np.ndarray) -> np.ndarray:
+def sounding_frames(mag: np.ndarray) -> np.ndarray:
     """Boolean per frame: not silent (windowed RMS >= SILENCE_DB)."""
     rms = librosa.feature.rms(S=mag, frame_length=N_FFT)[0]
     return rms >= 10.0 ** (SILENCE_DB / 20.0)
 
 
-def _frame_flatness(mag: np.ndarray, sr: int) -> np.ndarray:
+def frame_flatness(mag: np.ndarray, sr: int) -> np.ndarray:
     """Per frame: geometric / arithmetic mean of the power spectrum (librosa)
     over 0 Hz to ``FLATNESS_MAX_HZ``.
 
@@ -131,7 +151,7 @@ def _frame_flatness(mag: np.ndarray, sr: int) -> np.ndarray:
     return librosa.feature.spectral_flatness(S=mag[bins], power=2.0)[0]
 
 
-def _frame_flux(mag: np.ndarray) -> np.ndarray:
+def frame_flux(mag: np.ndarray) -> np.ndarray:
     """Per frame t: || max(p_t - p_{t-1}, 0) ||_2, p = L1-normalised magnitudes.
 
     Normalising first makes the flux measure change of spectral *shape*, not
@@ -279,14 +299,47 @@ def spectral(mono: np.ndarray, sr: int) -> dict[str, float | None]:
 
 
 def _spectral_from_magnitude(mag: np.ndarray, sr: int) -> dict[str, float | None]:
-    sounding = _sounding(mag)
+    sounding = sounding_frames(mag)
     flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
     skew, kurt = _frame_shape(mag, sr)
     return {
-        "spectral_flatness": _mean_over(_frame_flatness(mag, sr), sounding),
-        "spectral_flux": _mean_over(_frame_flux(mag), flux_valid),
+        "spectral_flatness": _mean_over(frame_flatness(mag, sr), sounding),
+        "spectral_flux": _mean_over(frame_flux(mag), flux_valid),
         "spectral_skewness": _mean_over(skew, sounding),
         "spectral_kurtosis": _mean_over(kurt, sounding),
+    }
+
+
+def spectral_shape(mono: np.ndarray, sr: int) -> dict[str, float | None]:
+    """Centroid, roll-off and bandwidth of the magnitude spectrum, and the
+    zero-crossing rate, each the mean over sounding frames (librosa).
+
+    - ``spectral_centroid``: magnitude-weighted mean frequency, Hz (a sine's
+      frequency for a sine).
+    - ``spectral_rolloff``: frequency below which 85 % of the magnitude lies, Hz.
+    - ``spectral_bandwidth``: magnitude-weighted standard deviation of the
+      frequency around the centroid, Hz.
+    - ``zero_crossing_rate``: sign changes per sample (2 f / sr for a sine).
+    """
+    mono = _as_mono(mono)
+    return _shape_from_magnitude(mono, _stft_magnitude(mono), sr)
+
+
+def _shape_from_magnitude(mono: np.ndarray, mag: np.ndarray, sr: int) -> dict[str, float | None]:
+    sounding = sounding_frames(mag)
+    kwargs = {"S": mag, "sr": sr, "n_fft": N_FFT, "hop_length": HOP}
+    if mono.size:
+        zcr = librosa.feature.zero_crossing_rate(mono, frame_length=N_FFT, hop_length=HOP)[0]
+    else:
+        zcr = np.zeros(mag.shape[1])
+    n = min(zcr.size, sounding.size)
+    return {
+        "spectral_centroid": _mean_over(librosa.feature.spectral_centroid(**kwargs)[0], sounding),
+        "spectral_rolloff": _mean_over(
+            librosa.feature.spectral_rolloff(**kwargs, roll_percent=ROLLOFF_PERCENT)[0], sounding
+        ),
+        "spectral_bandwidth": _mean_over(librosa.feature.spectral_bandwidth(**kwargs)[0], sounding),
+        "zero_crossing_rate": _mean_over(zcr[:n], sounding[:n]),
     }
 
 
@@ -418,6 +471,54 @@ def rhythm_statistics(beats: np.ndarray, onsets: np.ndarray, duration_s: float) 
     }
 
 
+def rhythm_detail(
+    mono: np.ndarray, sr: int, beats: np.ndarray, onsets: np.ndarray
+) -> dict[str, float | None]:
+    """Onset strength and timing against the beat grid.
+
+    - ``onset_strength_mean``, ``onset_strength_std``: of librosa's onset
+      strength envelope (mel spectral flux, N_FFT/HOP frames).
+    - ``on_beat_ratio``: share of the beats that have an onset within
+      ``ON_BEAT_TOLERANCE`` (1/8) of the local beat interval: how much of the
+      grid is played (needs >= 2 beats).
+    - ``ioi_mean``, ``ioi_std``: inter-onset intervals in seconds (need 2
+      and 3 onsets).
+    """
+    return _rhythm_detail(Analysis(mono, sr), beats, onsets)
+
+
+def _on_beat_ratio(beat_times: np.ndarray, onset_times: np.ndarray) -> float | None:
+    if beat_times.size < 2:
+        return None
+    if onset_times.size == 0:
+        return 0.0
+    local = np.gradient(beat_times)  # the interval around each beat
+    nearest = np.searchsorted(onset_times, beat_times)
+    before = onset_times[np.clip(nearest - 1, 0, onset_times.size - 1)]
+    after = onset_times[np.clip(nearest, 0, onset_times.size - 1)]
+    distance = np.minimum(np.abs(beat_times - before), np.abs(after - beat_times))
+    return float(np.mean(distance <= ON_BEAT_TOLERANCE * local))
+
+
+def bar_onset_density(beats: np.ndarray, onsets: np.ndarray) -> dict[str, float | None]:
+    """Onsets per second in each complete bar of the grid (downbeat to
+    downbeat): ``average`` (needs 1 bar) and ``variance`` (needs 2)."""
+    beats = np.asarray(beats, dtype=np.float64)
+    if beats.ndim != 2 or beats.shape[0] == 0:
+        return {"average": None, "variance": None}
+    downbeats = np.sort(beats[beats[:, 1] == 1, 0])
+    onset_times = _finite_1d(onsets)
+    densities = [
+        np.count_nonzero((onset_times >= start) & (onset_times < stop)) / (stop - start)
+        for start, stop in zip(downbeats[:-1], downbeats[1:], strict=True)
+        if stop > start
+    ]
+    return {
+        "average": float(np.mean(densities)) if densities else None,
+        "variance": float(np.var(densities)) if len(densities) >= 2 else None,
+    }
+
+
 def _finite_1d(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     return values[np.isfinite(values)]
@@ -469,67 +570,52 @@ def _ioi_entropy(positions: np.ndarray) -> float | None:
     return float(max(0.0, -(p * np.log2(p)).sum()))
 
 
-# --------------------------------------------------------------------------- time series
-
-
-def time_series(mono: np.ndarray, sr: int, n_steps: int) -> dict[str, list[float]]:
-    """Frame curves summarised to exactly ``n_steps`` values each.
-
-    Curves (STFT frames as in the module doc): ``rms_db`` (frame RMS in dBFS,
-    floored at -120), ``spectral_flatness``, ``spectral_flux`` (as in
-    :func:`spectral`) and ``onset_strength`` (librosa's mel spectral-flux
-    onset envelope). The frames are split into ``n_steps`` equal spans and
-    each span's frames averaged (silent frames left out of flatness and
-    flux; a span with no sounding frame gives 0 for both). With fewer
-    frames than steps, neighbouring steps repeat a frame.
-    """
-    mono = _as_mono(mono)
-    return _time_series_from(mono, sr, n_steps, _stft_magnitude(mono))
-
-
-def _time_series_from(
-    mono: np.ndarray, sr: int, n_steps: int, mag: np.ndarray
-) -> dict[str, list[float]]:
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    sounding = _sounding(mag)
-    # RMS of the signal itself (not windowed): a full-scale sine reads -3 dB.
-    rms = librosa.feature.rms(y=mono, frame_length=N_FFT, hop_length=HOP)[0] if mono.size else [0.0]
-    rms_db = 20.0 * np.log10(np.maximum(rms, 1e-6))
-    flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
-    if mono.size:
-        onset = librosa.onset.onset_strength(y=mono, sr=sr, n_fft=N_FFT, hop_length=HOP)
-    else:
-        onset = np.zeros(mag.shape[1])
-    everywhere = np.ones(mag.shape[1], dtype=bool)
-    return {
-        "rms_db": _segment_means(np.maximum(rms_db, FLOOR_DB), everywhere, n_steps),
-        "spectral_flatness": _segment_means(_frame_flatness(mag, sr), sounding, n_steps),
-        "spectral_flux": _segment_means(_frame_flux(mag), flux_valid, n_steps),
-        "onset_strength": _segment_means(onset, np.ones(onset.size, dtype=bool), n_steps),
-    }
-
-
-def _segment_means(values: np.ndarray, valid: np.ndarray, n_steps: int) -> list[float]:
-    """Mean of the valid values in each of n_steps equal spans of the frames.
-
-    Frame i belongs to span floor(i * n_steps / n); with fewer frames than
-    spans, an empty span takes the frame under its midpoint.
-    """
-    n = min(values.size, valid.size)
-    edges = np.linspace(0.0, n, n_steps + 1)
-    out = []
-    for start, stop in zip(edges[:-1], edges[1:], strict=True):
-        lo, hi = math.ceil(start), math.ceil(stop)
-        if hi <= lo:
-            lo = min(int((start + stop) / 2), n - 1)
-            hi = lo + 1
-        mask = valid[lo:hi]
-        out.append(float(values[lo:hi][mask].mean()) if mask.any() else 0.0)
-    return out
-
-
 # --------------------------------------------------------------------------- all together
+
+
+class Analysis:
+    """One signal's shared intermediate results (the STFT, the onset envelope,
+    the HPCP frames), each computed on first use, so feature groups and the
+    time series that need the same one compute it once.
+
+    ``harmonic`` is the audio the harmonic group describes (the bass and
+    other stems summed, when the track has them); the signal itself when
+    not given.
+    """
+
+    def __init__(self, audio: np.ndarray, sr: int, harmonic: np.ndarray | None = None) -> None:
+        self.audio = _as_channels(audio)
+        self.sr = sr
+        self.mono = _as_mono(self.audio)
+        self._harmonic = harmonic
+        self._cache: dict[str, Any] = {}
+
+    def _get(self, name: str, make) -> Any:
+        if name not in self._cache:
+            self._cache[name] = make()
+        return self._cache[name]
+
+    @property
+    def magnitude(self) -> np.ndarray:
+        return self._get("magnitude", lambda: _stft_magnitude(self.mono))
+
+    @property
+    def onset_envelope(self) -> np.ndarray:
+        def make() -> np.ndarray:
+            if self.mono.size < N_FFT or not np.any(self.mono):
+                return np.zeros(self.magnitude.shape[1])
+            return librosa.onset.onset_strength(
+                y=self.mono, sr=self.sr, n_fft=N_FFT, hop_length=HOP
+            )
+
+        return self._get("onset_envelope", make)
+
+    @property
+    def hpcps(self) -> np.ndarray:
+        from mirflow.harmony import frame_hpcps  # noqa: PLC0415
+
+        source = self.mono if self._harmonic is None else _as_mono(self._harmonic)
+        return self._get("hpcps", lambda: frame_hpcps(source, self.sr))
 
 
 def describe(
@@ -538,34 +624,52 @@ def describe(
     beats: np.ndarray,
     onsets: np.ndarray,
     enabled: dict[str, bool],
-    n_steps: int | None = None,
+    analysis: Analysis | None = None,
 ) -> dict[str, Any]:
     """The enabled feature groups merged into one flat dict.
 
     ``enabled`` maps each of ``FEATURE_GROUPS`` to a bool (a missing key counts
-    as disabled). Mono features use the channel average. With ``n_steps``,
-    the curves of :func:`time_series` are added under ``"time_series"``.
+    as disabled). Mono features use the channel average. ``analysis`` shares
+    intermediate results with a caller (see :class:`Analysis`; its harmonic
+    source is what the harmonic group describes); by default one is made
+    for ``audio``.
     """
+    from mirflow import dynamics, harmony  # noqa: PLC0415
+
     unknown = set(enabled) - set(FEATURE_GROUPS)
     if unknown:
         raise ValueError(f"unknown feature groups: {sorted(unknown)}")
-    audio = _as_channels(audio)
-    mono = _as_mono(audio)
-    # The spectral features and the time series share one STFT.
-    mag = _stft_magnitude(mono) if enabled.get("spectral") or n_steps is not None else None
+    frames = analysis if analysis is not None else Analysis(audio, sr)
+    audio, mono = frames.audio, frames.mono
+    groups = {
+        "loudness": lambda: loudness(audio, sr),
+        "spectral": lambda: _spectral_from_magnitude(frames.magnitude, sr),
+        "spectral_shape": lambda: _shape_from_magnitude(mono, frames.magnitude, sr),
+        "multiband_rms": lambda: multiband_rms(mono, sr),
+        "chroma": lambda: chroma(mono, sr),
+        "key": lambda: estimate_key(mono, sr),
+        "harmonic": lambda: harmony.harmonic_profile(frames.hpcps, sr),
+        "rhythm": lambda: rhythm_statistics(beats, onsets, audio.shape[1] / sr),
+        "rhythm_detail": lambda: _rhythm_detail(frames, beats, onsets),
+        "saturation": lambda: {**dynamics.saturation(audio, sr), **dynamics.peaks(audio, sr)},
+        "dynamics": lambda: dynamics.dynamics(audio, sr),
+    }
     out: dict[str, Any] = {}
-    if enabled.get("loudness"):
-        out.update(loudness(audio, sr))
-    if enabled.get("spectral"):
-        out.update(_spectral_from_magnitude(mag, sr))
-    if enabled.get("multiband_rms"):
-        out.update(multiband_rms(mono, sr))
-    if enabled.get("chroma"):
-        out.update(chroma(mono, sr))
-    if enabled.get("key"):
-        out.update(estimate_key(mono, sr))
-    if enabled.get("rhythm"):
-        out.update(rhythm_statistics(beats, onsets, audio.shape[1] / sr))
-    if n_steps is not None:
-        out["time_series"] = _time_series_from(mono, sr, n_steps, mag)
+    for group in FEATURE_GROUPS:
+        if enabled.get(group):
+            out.update(groups[group]())
     return out
+
+
+def _rhythm_detail(frames: Analysis, beats: np.ndarray, onsets: np.ndarray) -> dict[str, Any]:
+    envelope = frames.onset_envelope
+    onset_times = np.sort(_finite_1d(onsets))
+    intervals = np.diff(onset_times)
+    defined = frames.mono.size >= N_FFT and np.any(frames.mono)
+    return {
+        "onset_strength_mean": _finite_or_none(envelope.mean()) if defined else None,
+        "onset_strength_std": _finite_or_none(envelope.std()) if defined else None,
+        "on_beat_ratio": _on_beat_ratio(_beat_times(beats), onset_times),
+        "ioi_mean": float(intervals.mean()) if intervals.size >= 1 else None,
+        "ioi_std": float(intervals.std()) if intervals.size >= 2 else None,
+    }

@@ -208,13 +208,14 @@ def adopt_loaded_numba() -> None:
 def warm() -> None:
     """Compile what the workflow compiles: the features stage on a short synthetic
     track and crop, read back from files as the stage reads them (float32, mono and
-    stereo), every feature group on, with time series and a stem."""
+    stereo), every feature group on, with time series and stems."""
     import numpy as np  # noqa: PLC0415
     import soundfile as sf  # noqa: PLC0415
 
     from mirflow.audio import load_audio  # noqa: PLC0415
     from mirflow.feature_records import ANALYSIS_SAMPLE_RATE, FEATURE_GROUPS, stem_features  # noqa: PLC0415
-    from mirflow.features import describe  # noqa: PLC0415
+    from mirflow.features import Analysis, describe  # noqa: PLC0415
+    from mirflow.time_series import track_curves  # noqa: PLC0415
 
     sr = ANALYSIS_SAMPLE_RATE
     t = np.arange(4 * sr) / sr
@@ -229,8 +230,10 @@ def warm() -> None:
             path = Path(tmp) / f"warm-{channels}.wav"
             sf.write(path, np.tile(tone, (channels, 1)).T.astype(np.float32), sr)
             audio, rate = load_audio(path, sr=sr)
-            describe(audio, rate, beats, onsets, enabled, n_steps=16)
-            stem_features({"drums": audio}, rate, beats, enabled)
+            analysis = Analysis(audio, rate, harmonic=audio)
+            describe(audio, rate, beats, onsets, enabled, analysis)
+            track_curves(analysis, beats)
+            stem_features({"drums": audio, "bass": audio}, rate, beats, enabled)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -350,45 +350,6 @@ def test_rhythm_edge_cases_never_nan(beats, onsets, duration):
         assert out["onset_density"] is None
 
 
-# --------------------------------------------------------------------------- time series
-
-
-@pytest.mark.parametrize(("seconds", "n_steps"), [(10.0, 16), (0.05, 40), (3.0, 1)])
-def test_time_series_lengths(seconds, n_steps):
-    out = features.time_series(white_noise(seconds), SR, n_steps)
-    assert set(out) == {"rms_db", "spectral_flatness", "spectral_flux", "onset_strength"}
-    for curve in out.values():
-        assert len(curve) == n_steps
-    assert_json_ready(out)
-
-
-def test_time_series_follows_the_signal():
-    x = np.concatenate([np.zeros(2 * SR, dtype=np.float32), sine(440, 2), white_noise(2)])
-    out = features.time_series(x, SR, 3)
-    # The silent span's last frame reaches into the sine, hence no exact floor.
-    assert out["rms_db"][0] < -100.0
-    assert out["rms_db"][1] == pytest.approx(-3.01, abs=0.2)
-    assert out["spectral_flatness"][0] < 0.01
-    assert out["spectral_flatness"][1] < 0.01 < 0.4 < out["spectral_flatness"][2]
-    assert max(out["onset_strength"][1:]) > 0.0
-
-
-def test_time_series_of_silence():
-    out = features.time_series(np.zeros(3 * SR, dtype=np.float32), SR, 4)
-    assert out["rms_db"] == [features.FLOOR_DB] * 4
-    assert out["spectral_flatness"] == [0.0] * 4
-    assert out["spectral_flux"] == [0.0] * 4
-    assert_json_ready(out)
-    empty = features.time_series(np.zeros(0, dtype=np.float32), SR, 4)
-    assert all(len(curve) == 4 for curve in empty.values())
-    assert_json_ready(empty)
-
-
-def test_time_series_rejects_zero_steps():
-    with pytest.raises(ValueError):
-        features.time_series(white_noise(1), SR, 0)
-
-
 # --------------------------------------------------------------------------- describe
 
 
@@ -397,19 +358,25 @@ def test_describe_all_groups():
     audio = np.stack([x, x])
     beats = beat_grid()
     enabled = dict.fromkeys(features.FEATURE_GROUPS, True)
-    out = features.describe(audio, SR, beats, beats[:, 0], enabled, n_steps=8)
+    out = features.describe(audio, SR, beats, beats[:, 0], enabled)
     assert_json_ready(out)
     expected = (
-        {"lufs", "lra", "key", "key_strength", "time_series"}
+        {"lufs", "lra", "key", "key_strength", "tonic", "tonic_strength"}
         | {f"chroma_{i}" for i in range(12)}
+        | {f"hpcp_{i}" for i in range(12)}
+        | {f"tiv_{i}" for i in range(12)}
         | set(features.BANDS)
         | set(features.spectral(x, SR))
+        | set(features.spectral_shape(x, SR))
         | set(features.rhythm_statistics(beats, beats[:, 0], 8.0))
+        | set(features.rhythm_detail(x, SR, beats, beats[:, 0]))
+        | {"saturation_ratio", "saturation_count", "true_peak_dbtp", "crest_factor_db"}
+        | {"dynamic_complexity", "silence_fraction"}
     )
     assert set(out) == expected
     # The shared STFT gives the same numbers as the stand-alone functions.
     assert out["spectral_flux"] == features.spectral(x, SR)["spectral_flux"]
-    assert out["time_series"] == features.time_series(x, SR, 8)
+    assert out["spectral_centroid"] == features.spectral_shape(x, SR)["spectral_centroid"]
     assert out["onset_density"] == pytest.approx(16 / 8.0)
 
 

@@ -36,7 +36,7 @@ FIRST_USE = textwrap.dedent("""
     t = np.arange(3 * sr) / sr
     y = (0.3 * np.sin(2 * np.pi * 440 * t)
          + 0.01 * np.random.default_rng(0).standard_normal(t.size)).astype(dtype)
-    steps = [lambda: features.chroma(y, sr), lambda: features.time_series(y, sr, 8),
+    steps = [lambda: features.chroma(y, sr), lambda: features.spectral_shape(y, sr),
              lambda: librosa.onset.onset_detect(y=y, sr=sr),
              lambda: librosa.util.localmax(np.abs(y[::2]))]
     for step in steps if sys.argv[2] == "forward" else steps[::-1]:

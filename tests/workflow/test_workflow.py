@@ -29,7 +29,7 @@ def demo_run(tmp_path_factory):
     before = snapshot(library)
     config = write_config(
         root / "config.yaml", library, root / "out",
-        crops={"length_samples": CROP_LENGTH}, features={"time_series": {"enabled": True}},
+        crops={"length_samples": CROP_LENGTH},
         # One track per batch: a re-run of one track's pass then touches no
         # other (batch-mates re-run with it: tests/workflow/test_model_passes.py).
         transcription={"batch_size": 1},
@@ -104,8 +104,18 @@ def test_crops_are_full_length_with_their_beats_and_features(demo_run):
         assert audio.shape == (CROP_LENGTH, 2) and sr == 44100
         assert 0 <= info["position_in_file"] < 1
         assert info["lufs"] is not None and "time_series" in info
-        assert len(info["time_series"]["rms_db"]) == 16
+        # The crop's slice of the track's series: one frame per 2048 samples.
+        frames = info["time_series"]
+        assert {len(curve) for curve in frames.values()} == {CROP_LENGTH // 2048}
+        assert info["time_series_frame_rate"] == pytest.approx(44100 / 2048)
         assert (path.parent / info["beats_file"]).exists()
+    track = read_info(crops[0].parent.parent / "sub_dir__guitar.INFO")
+    table = pd.read_parquet(crops[0].parent.parent / track["time_series_file"])
+    assert abs(len(table) - (1 + int(track["duration_s"] * 44100) // 2048)) <= 1
+    first = read_info(crops[0])
+    start = round(first["start_s"] * first["time_series_frame_rate"])
+    curve = first["time_series"]["loudness_short_term"]
+    assert curve[0] == pytest.approx(table["loudness_short_term"][start], rel=1e-5)
 
 
 def test_odd_name_survives_and_no_command_runs(demo_run):

@@ -5,6 +5,7 @@ rule assemble:
         crops=crops_dir(),
         stems=stems_dir(),
         files=pass_files_dirs(),
+        **time_series_file(),
     output:
         dataset=directory(f"{OUT}/dataset/{{track}}"),
     log:

@@ -215,6 +215,15 @@ def pass_files_dirs():
     return [f"{TRACK_DIR}/midi"] if PASS_ON["transcription"] else []
 
 
+def time_series_file():
+    """The track's time series, which the features job writes when they are on
+    (features.time_series) and assemble puts beside the track's .INFO."""
+    on = config["features"]["time_series"]["enabled"]
+    if not (on and (config["stages"]["features"] or crop_features_on())):
+        return {}
+    return {"time_series": f"{TRACK_DIR}/{{track}}.timeseries.parquet"}
+
+
 def features_crops():
     """The crops the features job describes too, when crop features are on."""
     if not crop_features_on():

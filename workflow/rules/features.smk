@@ -7,6 +7,7 @@ rule features:
         rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
     output:
         record=f"{OUT}/tracks/{{track}}/features.json",
+        **time_series_file(),
     log:
         f"{LOGS}/features/{{track}}.log",
     benchmark:

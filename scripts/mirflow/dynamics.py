@@ -1,0 +1,126 @@
+"""Level and dynamics: clipping, true peak, crest factor, dynamic complexity
+and how much of the audio is silent.
+
+Pure functions, as in :mod:`mirflow.features`: ``audio`` is ``(channels,
+samples)`` float in [-1, 1], the results JSON-ready, ``None`` where a value is
+undefined.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mirflow.essentia_import import essentia_standard
+
+#: A frame counts as silent for ``silence_fraction`` when its RMS is below
+#: this: -60 dBFS is ~40 dB under a quiet mastered passage (a -20 LUFS
+#: track's quiet verses sit near -35 dBFS RMS), i.e. inaudible next to the
+#: music, while fade tails, room tone between movements and digital silence
+#: all fall below it. (mirflow.features.SILENCE_DB, -80, is a different
+#: idea: where spectral shape stops being defined.)
+SILENCE_FRACTION_DB = -60.0
+SILENCE_FRAME, SILENCE_HOP = 2048, 512
+#: SaturationDetector: runs of samples above -1 dBFS that change by under
+#: 0.001 per sample for at least 5 samples (0.11 ms at 44.1 kHz). Essentia's
+#: defaults, except the duration, which by default (0.005 ms) is shorter
+#: than one sample and so counts any two equal loud samples.
+SATURATION_MIN_SAMPLES = 5
+#: The detector's block size (it finds regions sample by sample, carrying
+#: state across blocks): 4x its default, 3.5x faster, and on a clipped sine
+#: 5415 regions found where the default finds 5418.
+SATURATION_FRAME, SATURATION_HOP = 2048, 1024
+#: Oversampling for the true peak (ITU-R BS.1770-4 Annex 2: at least 4x).
+TRUE_PEAK_OVERSAMPLING = 4
+FLOOR_DB = -120.0
+
+
+def _channels(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    return audio[np.newaxis] if audio.ndim == 1 else audio
+
+
+def _db(amplitude: float) -> float:
+    return float(max(20.0 * math.log10(amplitude), FLOOR_DB)) if amplitude > 0 else FLOOR_DB
+
+
+def saturation(audio: np.ndarray, sr: int) -> dict[str, float | int | None]:
+    """``saturation_count``: clipped (flat-topped) regions, summed over
+    channels; ``saturation_ratio``: the share of the audio's duration inside
+    them, averaged over channels (0-1). Essentia's SaturationDetector; a sine
+    driven 6 dB into a hard clipper is flat for 2/3 of each period."""
+    es = essentia_standard()
+    audio = _channels(audio)
+    if audio.shape[1] == 0:
+        return {"saturation_ratio": None, "saturation_count": None}
+    count, ratios = 0, []
+    for channel in audio:
+        detector = es.SaturationDetector(
+            frameSize=SATURATION_FRAME, hopSize=SATURATION_HOP, sampleRate=float(sr),
+            minimumDuration=1000.0 * SATURATION_MIN_SAMPLES / sr,
+        )  # fmt: skip
+        starts, ends = [], []
+        blocks = es.FrameGenerator(
+            channel, frameSize=SATURATION_FRAME, hopSize=SATURATION_HOP, startFromZero=True
+        )
+        for frame in blocks:
+            s, e = detector(frame)
+            starts.extend(s)
+            ends.extend(e)
+        count += len(starts)
+        ratios.append(float(np.sum(np.asarray(ends) - np.asarray(starts))) * sr / channel.size)
+    return {
+        "saturation_ratio": float(np.clip(np.mean(ratios), 0.0, 1.0)),
+        "saturation_count": int(count),
+    }
+
+
+def peaks(audio: np.ndarray, sr: int) -> dict[str, float | None]:
+    """``true_peak_dbtp``: the highest inter-sample peak of any channel,
+    dBTP: the signal 4x oversampled (ITU-R BS.1770-4 Annex 2) with soxr's
+    linear-phase HQ resampler; a sine at sr/4 sampled 45 degrees off its
+    crests reads 0.0 dBTP where its sample peak is -3.01 dBFS.
+    ``crest_factor_db``: sample peak over RMS of all channels, dB (3.01 for a
+    sine). Silence gives the -120 floor and ``None``.
+
+    (Essentia's TruePeakDetector gives the same peak, within 0.001 dB on the
+    test recordings, but takes 28x as long.)
+    """
+    import soxr  # noqa: PLC0415
+
+    audio = _channels(audio)
+    if audio.shape[1] == 0:
+        return {"true_peak_dbtp": None, "crest_factor_db": None}
+    oversampled = soxr.resample(
+        np.ascontiguousarray(audio.T), sr, TRUE_PEAK_OVERSAMPLING * sr, quality="HQ"
+    )
+    peak = float(np.max(np.abs(audio)))
+    true_peak = max(float(np.max(np.abs(oversampled))) if oversampled.size else 0.0, peak)
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    return {
+        "true_peak_dbtp": _db(true_peak),
+        "crest_factor_db": float(20.0 * math.log10(peak / rms)) if rms > 0 else None,
+    }
+
+
+def dynamics(audio: np.ndarray, sr: int) -> dict[str, float | None]:
+    """``dynamic_complexity``: Essentia's DynamicComplexity of the channel
+    mean (average absolute deviation of the 200 ms loudness from the global
+    loudness, dB; 0 for a steady tone, leading and trailing silence left
+    out); ``silence_fraction``: the share of frames (2048 samples, hop 512)
+    whose RMS is below ``SILENCE_FRACTION_DB`` (0-1)."""
+    import librosa  # noqa: PLC0415
+
+    es = essentia_standard()
+    audio = _channels(audio)
+    mono = audio.mean(axis=0)
+    if mono.size == 0:
+        return {"dynamic_complexity": None, "silence_fraction": None}
+    complexity = None
+    if np.any(mono) and mono.size >= int(0.2 * sr):
+        value, _ = es.DynamicComplexity(sampleRate=float(sr))(np.ascontiguousarray(mono))
+        complexity = float(value) if math.isfinite(value) else None
+    rms = librosa.feature.rms(y=mono, frame_length=SILENCE_FRAME, hop_length=SILENCE_HOP)[0]
+    silent = rms < 10.0 ** (SILENCE_FRACTION_DB / 20.0)
+    return {"dynamic_complexity": complexity, "silence_fraction": float(silent.mean())}

@@ -1,0 +1,236 @@
+"""Whole-track time series: frame-level curves at a latent frame rate, one
+Parquet file per track, and each crop's slice of it.
+
+The default rate is 44100 / 2048 = 21.533 frames per second, the latent frame
+rate of Stable Audio Open's autoencoder (and of others with a 2048 downsampling
+at 44.1 kHz), so a curve lines up frame for frame with the latents a control
+head is trained on: a 524288-sample crop is exactly 256 frames.
+
+Frame ``j`` is centred on sample ``j * hop`` of the track at the analysis rate
+(``hop = round(44100 / frame_rate)``); it summarises the finer analysis frames
+whose centres fall within half a hop of it (their mean), so every curve has
+``1 + samples // hop`` frames. Columns (float32, ``time_s`` float64; NaN
+where a value is undefined: silence for spectral shape, outside the beat
+grid for the phases):
+
+- ``time_s``: the frame's centre;
+- ``loudness_short_term``: EBU R128 short-term loudness (3 s window centred
+  on the frame), LUFS, floored at -120;
+- ``rms_energy_bass`` .. ``rms_energy_air``: RMS of the bands of
+  :data:`mirflow.features.BANDS` over the frame's span, dBFS (floor -120);
+- ``spectral_centroid`` (Hz), ``spectral_flux``, ``spectral_flatness``: as in
+  :mod:`mirflow.features`, over the span's sounding STFT frames;
+- ``onset_strength``: librosa's onset strength envelope, mean over the span;
+- ``hpcp_0`` .. ``hpcp_11``: the HPCP of :mod:`mirflow.harmony` (C first,
+  per frame max 1; the bass and other stems when the track has them);
+- ``beat_phase``: position within the beat, 0 (on it) to 1;
+- ``bar_position``: position within the bar in beats, 0 (the downbeat) to
+  beats per bar.
+
+Why Parquet: named, typed columns that ``pandas.read_parquet`` (and polars,
+DuckDB, Arrow in any language) read without mirflow, compressed, and a
+schema that says which curve is which; an ``.npz`` would need a separate
+list of names and loads all or nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: Stable Audio Open's latent rate at 44.1 kHz.
+DEFAULT_FRAME_RATE = 44100 / 2048
+#: Frames of finer analyses (STFT hop 512, HPCP hop 2048) pooled into one.
+FLOOR_DB = -120.0
+
+
+def hop_for(frame_rate: float, sr: int) -> int:
+    """Samples per frame at ``sr`` for ``frame_rate`` frames per second."""
+    hop = round(sr / frame_rate)
+    if hop < 1:
+        raise ValueError(f"time_series.frame_rate {frame_rate} is above the sample rate {sr}")
+    return hop
+
+
+def frame_count(n_samples: int, hop: int) -> int:
+    return 1 + n_samples // hop
+
+
+def pool(values: np.ndarray, source_hop: int, hop: int, n_frames: int, valid=None) -> np.ndarray:
+    """Mean of the ``values`` (one per source frame, centred on ``i *
+    source_hop``) whose centres lie within half a ``hop`` of each output
+    frame's centre; an output frame with none takes the nearest source frame
+    (when the source is coarser). ``valid`` masks source frames out (a
+    frame with no valid one is NaN). Works on (frames,) or (frames, k)."""
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.reshape(values.shape[0], -1)
+    centres = np.arange(values.shape[0]) * source_hop
+    target = np.floor((centres + hop / 2) / hop).astype(np.int64)
+    keep = target < n_frames
+    if valid is not None:
+        keep &= np.asarray(valid, dtype=bool)[: values.shape[0]]
+    sums = np.zeros((n_frames, flat.shape[1]))
+    np.add.at(sums, target[keep], flat[keep])
+    counts = np.bincount(target[keep], minlength=n_frames)[:n_frames]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts[:, None]
+    if source_hop > hop and values.shape[0] and valid is None:
+        # A coarser source leaves gaps: take the nearest source frame there.
+        nearest = np.clip(np.round(np.arange(n_frames) * hop / source_hop), 0, values.shape[0] - 1)
+        empty = counts == 0
+        out[empty] = flat[nearest[empty].astype(np.int64)]
+    return out.reshape((n_frames, *values.shape[1:]))
+
+
+def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_RATE):
+    """The track's curves as a :class:`pandas.DataFrame`, one row per frame
+    (see the module doc). ``analysis`` is the track's
+    :class:`mirflow.features.Analysis` (its STFT, onset envelope and HPCP
+    frames are shared with the track's features)."""
+    import librosa  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from mirflow import features, harmony  # noqa: PLC0415
+
+    sr, mono = analysis.sr, analysis.mono
+    hop = hop_for(frame_rate, sr)
+    n = frame_count(mono.size, hop)
+    columns: dict[str, np.ndarray] = {"time_s": np.arange(n) * hop / sr}
+    columns["loudness_short_term"] = _short_term_loudness(analysis.audio, sr, hop, n)
+    for name, power in _band_powers(mono, sr, hop, n).items():
+        columns[name] = power
+    mag = analysis.magnitude
+    sounding = features.sounding_frames(mag)
+    flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
+    centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=features.N_FFT)[0]
+    columns["spectral_centroid"] = pool(centroid, features.HOP, hop, n, sounding)
+    columns["spectral_flux"] = pool(features.frame_flux(mag), features.HOP, hop, n, flux_valid)
+    columns["spectral_flatness"] = pool(
+        features.frame_flatness(mag, sr), features.HOP, hop, n, sounding
+    )
+    columns["onset_strength"] = pool(analysis.onset_envelope, features.HOP, hop, n)
+    hpcps = pool(analysis.hpcps, harmony.HOP, hop, n)
+    for i in range(12):
+        columns[f"hpcp_{i}"] = hpcps[:, i]
+    columns["beat_phase"], columns["bar_position"] = beat_phases(beats, columns["time_s"])
+    return pd.DataFrame(
+        {
+            k: np.asarray(v, dtype=np.float64 if k == "time_s" else np.float32)
+            for k, v in columns.items()
+        }
+    )
+
+
+def _short_term_loudness(audio: np.ndarray, sr: int, hop: int, n: int) -> np.ndarray:
+    """EBU R128 short-term loudness at every frame centre (essentia, hop
+    ``hop`` samples, windows centred on their times), all channels weight 1."""
+    from mirflow.essentia_import import essentia_standard  # noqa: PLC0415
+
+    if audio.shape[1] == 0 or not np.any(audio):
+        return np.full(n, FLOOR_DB)
+    es = essentia_standard()
+    hop_s = (hop + 0.5) / sr  # essentia truncates hopSize * sampleRate
+    if hop_s > 0.1:
+        # essentia's meter hops 0.1 s at most: measure at 0.1 s, then sample.
+        hop_s = 0.1
+    power = 0.0
+    for start in range(0, audio.shape[0], 2):
+        pair = audio[start : start + 2]
+        if pair.shape[0] == 1:
+            pair = np.vstack([pair, np.zeros_like(pair)])
+        meter = es.LoudnessEBUR128(sampleRate=float(sr), hopSize=hop_s, startAtZero=True)
+        _, short_term, _, _ = meter(np.ascontiguousarray(pair.T, dtype=np.float32))
+        power = power + 10.0 ** ((np.asarray(short_term, np.float64) + 0.691) / 10.0)
+    lufs = np.maximum(-0.691 + 10.0 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
+    step = int(hop_s * sr)
+    times = np.arange(lufs.size) * step
+    return np.interp(np.arange(n) * hop, times, lufs) if lufs.size else np.full(n, FLOOR_DB)
+
+
+def _band_powers(mono: np.ndarray, sr: int, hop: int, n: int) -> dict[str, np.ndarray]:
+    """Per frame: RMS (dBFS) of each band of mirflow.features.BANDS over
+    the samples within half a hop of the frame's centre."""
+    from scipy import signal  # noqa: PLC0415
+
+    from mirflow import features  # noqa: PLC0415
+
+    top = features.MAX_EDGE_FRACTION * sr / 2.0
+    out = {}
+    edges = np.clip(np.arange(n + 1) * hop - hop // 2, 0, mono.size)
+    for name, (low, high) in features.BANDS.items():
+        high = min(high, top)
+        if low >= high or mono.size == 0:
+            out[name] = np.full(n, np.nan if low >= high else FLOOR_DB)
+            continue
+        sos = signal.butter(
+            features.BAND_FILTER_ORDER, [low, high], btype="bandpass", fs=sr, output="sos"
+        )
+        squared = signal.sosfilt(sos, mono.astype(np.float64)) ** 2
+        cumulative = np.concatenate([[0.0], np.cumsum(squared)])
+        sums = cumulative[edges[1:]] - cumulative[edges[:-1]]
+        lengths = np.maximum(edges[1:] - edges[:-1], 1)
+        out[name] = np.maximum(10.0 * np.log10(np.maximum(sums / lengths, 1e-30)), FLOOR_DB)
+    return out
+
+
+def beat_phases(beats: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(beat phase 0-1, bar position 0-beats per bar) at each time, by linear
+    interpolation between the grid's beats; NaN before the first beat and
+    after the last."""
+    beats = np.asarray(beats, dtype=np.float64)
+    phase = np.full(times.size, np.nan)
+    bar = np.full(times.size, np.nan)
+    if beats.ndim != 2 or beats.shape[0] < 2:
+        return phase, bar
+    order = np.argsort(beats[:, 0])
+    grid, number = beats[order, 0], beats[order, 1]
+    inside = (times >= grid[0]) & (times <= grid[-1])
+    position = np.interp(times[inside], grid, np.arange(grid.size, dtype=np.float64))
+    index = np.minimum(np.floor(position).astype(np.int64), grid.size - 1)
+    fraction = position - index
+    phase[inside] = fraction
+    bar[inside] = (number[index] - 1) + fraction
+    return phase, bar
+
+
+def crop_slice(table, start_s: float, duration_s: float, frame_rate: float) -> dict[str, list]:
+    """The frames a crop covers, as ``{curve: [value, ...]}`` (``time_s``
+    relative to the crop; NaN as None): ``round(start_s * rate)`` onwards,
+    ``round(duration_s * rate)`` frames, so a 524288-sample crop at 44.1 kHz
+    has 256 at the default rate. Frames past the track's end are None."""
+    first = round(start_s * frame_rate)
+    count = round(duration_s * frame_rate)
+    part = table.iloc[first : first + count]
+    out: dict[str, list] = {}
+    for column in table.columns:
+        values = part[column].to_numpy(dtype=np.float64)
+        if column == "time_s":
+            values = values - start_s
+        listed = [None if not math.isfinite(v) else float(f"{v:.6g}") for v in values]
+        out[column] = listed + [None] * (count - len(listed))
+    return out
+
+
+def write_table(table, path: str | os.PathLike) -> None:
+    """Write the curves as Parquet, atomically (a killed job leaves no half file)."""
+    from mirflow.atomic import atomic_path  # noqa: PLC0415
+
+    with atomic_path(Path(path)) as tmp:
+        table.to_parquet(tmp, index=False, compression="zstd")
+
+
+def write_empty_table(path: str | os.PathLike) -> None:
+    """A table with no frames, for a track whose features could not be made
+    (a failed upstream stage): the rule's output exists, its record says why."""
+    import pandas as pd  # noqa: PLC0415
+
+    write_table(pd.DataFrame({"time_s": np.empty(0, dtype=np.float64)}), path)
+
+
+def read_table(path: str | os.PathLike):
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.read_parquet(path)
