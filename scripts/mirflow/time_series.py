@@ -90,7 +90,6 @@ def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_
     (see the module doc). ``analysis`` is the track's
     :class:`mirflow.features.Analysis` (its STFT, onset envelope and HPCP
     frames are shared with the track's features)."""
-    import librosa  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
     from mirflow import features, harmony  # noqa: PLC0415
@@ -99,13 +98,13 @@ def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_
     hop = hop_for(frame_rate, sr)
     n = frame_count(mono.size, hop)
     columns: dict[str, np.ndarray] = {"time_s": np.arange(n) * hop / sr}
-    columns["loudness_short_term"] = _short_term_loudness(analysis.audio, sr, hop, n)
+    columns["loudness_short_term"] = _short_term_loudness(analysis.k_power, sr, hop, n)
     for name, power in _band_powers(mono, sr, hop, n).items():
         columns[name] = power
     mag = analysis.magnitude
     sounding = features.sounding_frames(mag)
     flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
-    centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=features.N_FFT)[0]
+    centroid, _, _, _ = features._frame_moments(mag, sr)
     columns["spectral_centroid"] = pool(centroid, features.HOP, hop, n, sounding)
     columns["spectral_flux"] = pool(features.frame_flux(mag), features.HOP, hop, n, flux_valid)
     columns["spectral_flatness"] = pool(
@@ -124,30 +123,16 @@ def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_
     )
 
 
-def _short_term_loudness(audio: np.ndarray, sr: int, hop: int, n: int) -> np.ndarray:
-    """EBU R128 short-term loudness at every frame centre (essentia, hop
-    ``hop`` samples, windows centred on their times), all channels weight 1."""
-    from mirflow.essentia_import import essentia_standard  # noqa: PLC0415
-
-    if audio.shape[1] == 0 or not np.any(audio):
-        return np.full(n, FLOOR_DB)
-    es = essentia_standard()
-    hop_s = (hop + 0.5) / sr  # essentia truncates hopSize * sampleRate
-    if hop_s > 0.1:
-        # essentia's meter hops 0.1 s at most: measure at 0.1 s, then sample.
-        hop_s = 0.1
-    power = 0.0
-    for start in range(0, audio.shape[0], 2):
-        pair = audio[start : start + 2]
-        if pair.shape[0] == 1:
-            pair = np.vstack([pair, np.zeros_like(pair)])
-        meter = es.LoudnessEBUR128(sampleRate=float(sr), hopSize=hop_s, startAtZero=True)
-        _, short_term, _, _ = meter(np.ascontiguousarray(pair.T, dtype=np.float32))
-        power = power + 10.0 ** ((np.asarray(short_term, np.float64) + 0.691) / 10.0)
-    lufs = np.maximum(-0.691 + 10.0 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
-    step = int(hop_s * sr)
-    times = np.arange(lufs.size) * step
-    return np.interp(np.arange(n) * hop, times, lufs) if lufs.size else np.full(n, FLOOR_DB)
+def _short_term_loudness(cumulative: np.ndarray, sr: int, hop: int, n: int) -> np.ndarray:
+    """EBU R128 short-term loudness (3 s window centred on each frame, the
+    signal taken as silent beyond its ends), LUFS floored at -120, from the
+    track's K-weighted power (:func:`mirflow.features.k_weighted_power`)."""
+    half = round(1.5 * sr)
+    centres = np.arange(n) * hop
+    last = cumulative.size - 1
+    lo, hi = np.clip(centres - half, 0, last), np.clip(centres + half, 0, last)
+    power = (cumulative[hi] - cumulative[lo]) / (2 * half)
+    return np.maximum(-0.691 + 10.0 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
 
 
 def _band_powers(mono: np.ndarray, sr: int, hop: int, n: int) -> dict[str, np.ndarray]:

@@ -236,3 +236,15 @@ def test_dynamic_complexity_grows_with_level_changes():
     changing = dynamics.dynamics(stepped, SR)["dynamic_complexity"]
     assert steady < 0.5 < 5.0 < changing
     assert dynamics.dynamics(np.zeros(SR, np.float32), SR)["dynamic_complexity"] is None
+
+
+def test_centroid_and_bandwidth_are_librosas():
+    """Computed from the spectral moments; librosa computes them directly."""
+    import librosa
+
+    x = white_noise(2.0) + sine(300, 2.0, dbfs=-6)
+    mag = features._stft_magnitude(x)
+    centroid, bandwidth, _, _ = features._frame_moments(mag, SR)
+    kwargs = {"S": mag, "sr": SR, "n_fft": features.N_FFT}
+    assert centroid == pytest.approx(librosa.feature.spectral_centroid(**kwargs)[0], rel=1e-4)
+    assert bandwidth == pytest.approx(librosa.feature.spectral_bandwidth(**kwargs)[0], rel=1e-4)

@@ -392,3 +392,12 @@ def test_describe_only_enabled_groups():
 def test_describe_rejects_unknown_group():
     with pytest.raises(ValueError, match="tempo"):
         features.describe(sine(440, 1), SR, np.empty((0, 2)), np.empty(0), {"tempo": True})
+
+
+def test_loudness_agrees_with_pyloudnorm_on_a_recording():
+    """An independent BS.1770-4 implementation (its own gating loop)."""
+    import pyloudnorm
+
+    audio, sr = load_audio(library_file("guitarset_00_BN1-129-Eb_comp_mic.flac"), sr=SR)
+    ours = features.loudness(audio, sr)["lufs"]
+    assert ours == pytest.approx(pyloudnorm.Meter(sr).integrated_loudness(audio.T), abs=0.01)
