@@ -126,7 +126,15 @@ def features_record(
 
 
 #: The libraries the features come from (mirflow.features).
-FEATURE_TOOLS = ("essentia-tensorflow", "librosa", "numpy", "scipy", "soxr", "pyarrow")
+FEATURE_TOOLS = (
+    "essentia-tensorflow",
+    "librosa",
+    "numpy",
+    "scipy",
+    "soxr",
+    "pyloudnorm",
+    "pyarrow",
+)
 
 
 #: Stems whose rhythm is described (vocals' onsets say little about rhythm).
