@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from mirflow.essentia_import import essentia_standard
+from mirflow.features import _db
 
 #: A frame counts as silent for ``silence_fraction`` when its RMS is below
 #: this: -60 dBFS is ~40 dB under a quiet mastered passage (a -20 LUFS
@@ -33,16 +34,11 @@ SATURATION_MIN_SAMPLES = 5
 SATURATION_FRAME, SATURATION_HOP = 2048, 1024
 #: Oversampling for the true peak (ITU-R BS.1770-4 Annex 2: at least 4x).
 TRUE_PEAK_OVERSAMPLING = 4
-FLOOR_DB = -120.0
 
 
 def _channels(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     return audio[np.newaxis] if audio.ndim == 1 else audio
-
-
-def _db(amplitude: float) -> float:
-    return float(max(20.0 * math.log10(amplitude), FLOOR_DB)) if amplitude > 0 else FLOOR_DB
 
 
 def saturation(audio: np.ndarray, sr: int) -> dict[str, float | int | None]:
@@ -99,7 +95,7 @@ def peaks(audio: np.ndarray, sr: int) -> dict[str, float | None]:
     true_peak = max(float(np.max(np.abs(oversampled))) if oversampled.size else 0.0, peak)
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
     return {
-        "true_peak_dbtp": _db(true_peak),
+        "true_peak_dbtp": float(_db(true_peak**2)),
         "crest_factor_db": float(20.0 * math.log10(peak / rms)) if rms > 0 else None,
     }
 

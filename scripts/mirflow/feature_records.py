@@ -4,8 +4,8 @@ the track's .INFO, ``crops`` for each crop's), and the track's time series
 (:mod:`mirflow.time_series`), of which each crop's ``time_series`` is a slice.
 
 One job does both because the fixed cost of a job (a Python process, the
-imports, essentia's TensorFlow libraries) is about 2.6 s, as much as the
-features of a whole minute of audio.
+imports: essentia's TensorFlow libraries, scipy.signal, numba's cached
+kernels) is about 4.5 s, as much as the features of two minutes of audio.
 """
 
 from __future__ import annotations

@@ -369,20 +369,35 @@ def multiband_rms(mono: np.ndarray, sr: int) -> dict[str, float | None]:
     (-120). The air band's top edge is capped at 0.95 x Nyquist; a band
     whose low edge is not below that cap is ``None``.
     """
+    return _multiband_from_power(band_power(_as_mono(mono), sr))
+
+
+def band_power(mono: np.ndarray, sr: int) -> dict[str, np.ndarray | None]:
+    """Per band of ``BANDS``: the cumulative sum (from 0, length samples + 1)
+    of the band-passed signal's power, or None for a band above the cap. One
+    filtering pass serves the band levels and their time series."""
     from scipy import signal  # noqa: PLC0415  (~0.8 s cold import; see module doc)
 
-    mono = _as_mono(mono).astype(np.float64)
+    mono = np.asarray(mono, dtype=np.float64)
     top = MAX_EDGE_FRACTION * sr / 2.0
-    out: dict[str, float | None] = {}
+    out: dict[str, np.ndarray | None] = {}
     for name, (low, high) in BANDS.items():
         high = min(high, top)
         if low >= high:
             out[name] = None
             continue
         sos = signal.butter(BAND_FILTER_ORDER, [low, high], btype="bandpass", fs=sr, output="sos")
-        band = signal.sosfilt(sos, mono)
-        out[name] = float(_db(np.mean(band**2) if band.size else 0.0))
+        out[name] = np.concatenate([[0.0], np.cumsum(signal.sosfilt(sos, mono) ** 2)])
     return out
+
+
+def _multiband_from_power(power: dict[str, np.ndarray | None]) -> dict[str, float | None]:
+    return {
+        name: None
+        if cumulative is None
+        else float(_db(cumulative[-1] / (cumulative.size - 1) if cumulative.size > 1 else 0.0))
+        for name, cumulative in power.items()
+    }
 
 
 # --------------------------------------------------------------------------- tonality
@@ -623,6 +638,11 @@ class Analysis:
         return self._get("k_power", lambda: k_weighted_power(self.audio, self.sr))
 
     @property
+    def band_power(self) -> dict[str, np.ndarray | None]:
+        """:func:`band_power` of the signal (band levels and their time series)."""
+        return self._get("band_power", lambda: band_power(self.mono, self.sr))
+
+    @property
     def onset_envelope(self) -> np.ndarray:
         def make() -> np.ndarray:
             if self.mono.size < N_FFT or not np.any(self.mono):
@@ -668,7 +688,7 @@ def describe(
         "loudness": lambda: _loudness_from_power(frames.k_power, sr),
         "spectral": lambda: _spectral_from_magnitude(frames.magnitude, sr),
         "spectral_shape": lambda: _shape_from_magnitude(mono, frames.magnitude, sr),
-        "multiband_rms": lambda: multiband_rms(mono, sr),
+        "multiband_rms": lambda: _multiband_from_power(frames.band_power),
         "chroma": lambda: chroma(mono, sr),
         "key": lambda: estimate_key(mono, sr),
         "harmonic": lambda: harmony.harmonic_profile(frames.hpcps, sr),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mirflow.essentia_import import essentia_standard
+from mirflow.features import _ENHARMONIC, KEY_PROFILE, PITCH_CLASSES, _as_mono
 
 FRAME = 4096
 HOP = 2048
@@ -38,15 +39,6 @@ C_OFFSET = 3
 TIV_WEIGHTS = np.array([3.0, 8.0, 11.5, 15.0, 14.5, 7.5])
 #: The largest TIV norm (a single pitch class): ||w||.
 TIV_MAX_NORM = float(np.sqrt((TIV_WEIGHTS**2).sum()))
-#: Same profile as mirflow.features.KEY_PROFILE (chosen there on real recordings).
-TONIC_PROFILE = "krumhansl"
-PITCH_CLASSES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-_ENHARMONIC = {"C#": "Db", "D#": "Eb", "Gb": "F#", "G#": "Ab", "A#": "Bb"}
-
-
-def _mono(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
-    return audio.mean(axis=0) if audio.ndim == 2 else audio.reshape(-1)
 
 
 def frame_hpcps(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -55,7 +47,7 @@ def frame_hpcps(audio: np.ndarray, sr: int) -> np.ndarray:
     ``i * HOP`` (the signal is zero-padded by half a frame at either end), so
     the frames line up with :mod:`mirflow.time_series`."""
     es = essentia_standard()
-    mono = _mono(audio)
+    mono = _as_mono(audio)
     n_frames = 1 + mono.size // HOP
     if mono.size == 0 or not np.any(mono):
         return np.zeros((n_frames, 12), dtype=np.float32)
@@ -123,7 +115,7 @@ def _tonic(mean_c_first: np.ndarray) -> dict[str, Any]:
     es = essentia_standard()
     # Essentia's Key reads an A-first profile.
     a_first = np.roll(mean_c_first, C_OFFSET).astype(np.float32)
-    tonic, _scale, strength, _ = es.Key(profileType=TONIC_PROFILE, pcpSize=12)(a_first)
+    tonic, _scale, strength, _ = es.Key(profileType=KEY_PROFILE, pcpSize=12)(a_first)
     tonic = _ENHARMONIC.get(tonic, tonic)
     if tonic not in PITCH_CLASSES or not math.isfinite(strength):
         return {"tonic": None, "tonic_strength": None}

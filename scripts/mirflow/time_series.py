@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mirflow.features import FLOOR_DB
+
 #: Stable Audio Open's latent rate at 44.1 kHz.
 DEFAULT_FRAME_RATE = 44100 / 2048
-#: Frames of finer analyses (STFT hop 512, HPCP hop 2048) pooled into one.
-FLOOR_DB = -120.0
 
 
 def hop_for(frame_rate: float, sr: int) -> int:
@@ -99,8 +99,7 @@ def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_
     n = frame_count(mono.size, hop)
     columns: dict[str, np.ndarray] = {"time_s": np.arange(n) * hop / sr}
     columns["loudness_short_term"] = _short_term_loudness(analysis.k_power, sr, hop, n)
-    for name, power in _band_powers(mono, sr, hop, n).items():
-        columns[name] = power
+    columns.update(_band_levels(analysis.band_power, mono.size, hop, n))
     mag = analysis.magnitude
     sounding = features.sounding_frames(mag)
     flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
@@ -135,28 +134,18 @@ def _short_term_loudness(cumulative: np.ndarray, sr: int, hop: int, n: int) -> n
     return np.maximum(-0.691 + 10.0 * np.log10(np.maximum(power, 1e-30)), FLOOR_DB)
 
 
-def _band_powers(mono: np.ndarray, sr: int, hop: int, n: int) -> dict[str, np.ndarray]:
-    """Per frame: RMS (dBFS) of each band of mirflow.features.BANDS over
-    the samples within half a hop of the frame's centre."""
-    from scipy import signal  # noqa: PLC0415
-
-    from mirflow import features  # noqa: PLC0415
-
-    top = features.MAX_EDGE_FRACTION * sr / 2.0
+def _band_levels(power: dict, mono_size: int, hop: int, n: int) -> dict[str, np.ndarray]:
+    """Per frame: RMS (dBFS) of each band of mirflow.features.BANDS over the
+    samples within half a hop of the frame's centre, from the track's band
+    power (:func:`mirflow.features.band_power`)."""
+    edges = np.clip(np.arange(n + 1) * hop - hop // 2, 0, mono_size)
+    lengths = np.maximum(edges[1:] - edges[:-1], 1)
     out = {}
-    edges = np.clip(np.arange(n + 1) * hop - hop // 2, 0, mono.size)
-    for name, (low, high) in features.BANDS.items():
-        high = min(high, top)
-        if low >= high or mono.size == 0:
-            out[name] = np.full(n, np.nan if low >= high else FLOOR_DB)
+    for name, cumulative in power.items():
+        if cumulative is None:
+            out[name] = np.full(n, np.nan)
             continue
-        sos = signal.butter(
-            features.BAND_FILTER_ORDER, [low, high], btype="bandpass", fs=sr, output="sos"
-        )
-        squared = signal.sosfilt(sos, mono.astype(np.float64)) ** 2
-        cumulative = np.concatenate([[0.0], np.cumsum(squared)])
         sums = cumulative[edges[1:]] - cumulative[edges[:-1]]
-        lengths = np.maximum(edges[1:] - edges[:-1], 1)
         out[name] = np.maximum(10.0 * np.log10(np.maximum(sums / lengths, 1e-30)), FLOOR_DB)
     return out
 

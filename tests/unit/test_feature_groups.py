@@ -219,7 +219,7 @@ def test_crest_factor_of_a_sine_and_silence():
         3.01, abs=0.02
     )
     silent = dynamics.peaks(np.zeros(SR, np.float32), SR)
-    assert silent == {"true_peak_dbtp": dynamics.FLOOR_DB, "crest_factor_db": None}
+    assert silent == {"true_peak_dbtp": features.FLOOR_DB, "crest_factor_db": None}
 
 
 def test_silence_fraction_of_a_silent_half():
