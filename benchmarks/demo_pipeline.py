@@ -76,7 +76,6 @@ def direct_track(args) -> dict[str, float]:
             beats,
             onsets,
             config["features"],
-            crops_dir,
             crops.crops,
             time_series_path=base / f"{track_id}.timeseries.parquet",
         ),

@@ -24,6 +24,15 @@ def make_batches(pending: list[str], batch_size: int) -> dict[str, list[str]]:
     return batches
 
 
+def batch_size_for(pending: int, batch_size: int, cores: int | None) -> int:
+    """Tracks per batch: ``batch_size``, or fewer when that would leave some
+    of ``cores`` without a batch (a small library on a big machine)."""
+    if pending <= 0:
+        return batch_size
+    batches = max(-(-pending // batch_size), min(pending, cores or 1))
+    return -(-pending // batches)
+
+
 def finished_stems(output_root: str | os.PathLike, track: str) -> tuple[dict | None, str | None]:
     """``(made, damage)`` of a track's stems, from its stems.json.
 
@@ -72,16 +81,20 @@ def damaged_stem(folder: str | os.PathLike, record: dict) -> str | None:
     return None
 
 
-def record_is_current(record: str | os.PathLike, upstream: str | os.PathLike) -> bool:
-    """A pass's record exists and is no older than the record it was made from."""
+def record_is_current(record: str | os.PathLike, upstream) -> bool:
+    """A batched rule's record exists and is no older than the record (or any
+    of the files, a list) it was made from."""
     try:
         made = os.stat(record).st_mtime
     except OSError:
         return False
-    try:
-        return made >= os.stat(upstream).st_mtime
-    except OSError:
-        return True  # nothing upstream yet says it is stale
+    for path in [upstream] if isinstance(upstream, (str, os.PathLike)) else upstream:
+        try:
+            if made < os.stat(path).st_mtime:
+                return False
+        except OSError:
+            pass  # nothing upstream yet says it is stale
+    return True
 
 
 def batch_of_record(record: str | os.PathLike) -> str | None:

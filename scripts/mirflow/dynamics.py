@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from mirflow.essentia_import import essentia_standard
-from mirflow.features import _db
+from mirflow.features import HOP, N_FFT, TRUE_PEAK_BLOCK, _db
 
 #: A frame counts as silent for ``silence_fraction`` when its RMS is below
 #: this: -60 dBFS is ~40 dB under a quiet mastered passage (a -20 LUFS
@@ -22,7 +22,7 @@ from mirflow.features import _db
 #: all fall below it. (mirflow.features.SILENCE_DB, -80, is a different
 #: idea: where spectral shape stops being defined.)
 SILENCE_FRACTION_DB = -60.0
-SILENCE_FRAME, SILENCE_HOP = 2048, 512
+SILENCE_FRAME, SILENCE_HOP = N_FFT, HOP  # the STFT's frames
 #: SaturationDetector: runs of samples above -1 dBFS that change by under
 #: 0.001 per sample for at least 5 samples (0.11 ms at 44.1 kHz). Essentia's
 #: defaults, except the duration, which by default (0.005 ms) is shorter
@@ -46,53 +46,68 @@ def saturation(audio: np.ndarray, sr: int) -> dict[str, float | int | None]:
     channels; ``saturation_ratio``: the share of the audio's duration inside
     them, averaged over channels (0-1). Essentia's SaturationDetector; a sine
     driven 6 dB into a hard clipper is flat for 2/3 of each period."""
-    es = essentia_standard()
     audio = _channels(audio)
-    if audio.shape[1] == 0:
-        return {"saturation_ratio": None, "saturation_count": None}
-    count, ratios = 0, []
-    for channel in audio:
+    return saturation_from_regions(saturation_regions(audio, sr), audio.shape[1] / sr)
+
+
+def saturation_regions(audio: np.ndarray, sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per channel: (starts, ends) in seconds of the clipped regions
+    Essentia's SaturationDetector finds. Found once per track: a crop's are
+    the part of these inside it."""
+    es = essentia_standard()
+    out = []
+    for channel in _channels(audio):
         detector = es.SaturationDetector(
             frameSize=SATURATION_FRAME, hopSize=SATURATION_HOP, sampleRate=float(sr),
             minimumDuration=1000.0 * SATURATION_MIN_SAMPLES / sr,
         )  # fmt: skip
         starts, ends = [], []
-        blocks = es.FrameGenerator(
-            channel, frameSize=SATURATION_FRAME, hopSize=SATURATION_HOP, startFromZero=True
-        )
-        for frame in blocks:
-            s, e = detector(frame)
-            starts.extend(s)
-            ends.extend(e)
-        count += len(starts)
-        ratios.append(float(np.sum(np.asarray(ends) - np.asarray(starts))) * sr / channel.size)
+        if channel.size:
+            blocks = es.FrameGenerator(
+                channel, frameSize=SATURATION_FRAME, hopSize=SATURATION_HOP, startFromZero=True
+            )
+            for frame in blocks:
+                s, e = detector(frame)
+                starts.extend(s)
+                ends.extend(e)
+        out.append((np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)))
+    return out
+
+
+def saturation_from_regions(
+    regions: list[tuple[np.ndarray, np.ndarray]], duration_s: float
+) -> dict[str, float | int | None]:
+    """:func:`saturation`'s fields from :func:`saturation_regions`."""
+    if not regions or duration_s <= 0:
+        return {"saturation_ratio": None, "saturation_count": None}
+    ratios = [float(np.sum(ends - starts)) / duration_s for starts, ends in regions]
     return {
         "saturation_ratio": float(np.clip(np.mean(ratios), 0.0, 1.0)),
-        "saturation_count": int(count),
+        "saturation_count": int(sum(starts.size for starts, _ in regions)),
     }
 
 
-def peaks(audio: np.ndarray, sr: int) -> dict[str, float | None]:
+def peaks(
+    audio: np.ndarray, sr: int, true_peaks: np.ndarray | None = None
+) -> dict[str, float | None]:
     """``true_peak_dbtp``: the highest inter-sample peak of any channel,
     dBTP: the signal 4x oversampled (ITU-R BS.1770-4 Annex 2) with soxr's
     linear-phase HQ resampler; a sine at sr/4 sampled 45 degrees off its
     crests reads 0.0 dBTP where its sample peak is -3.01 dBFS.
     ``crest_factor_db``: sample peak over RMS of all channels, dB (3.01 for a
-    sine). Silence gives the -120 floor and ``None``.
+    sine). Silence gives the -120 floor and ``None``. ``true_peaks``: the
+    signal's :func:`true_peak_blocks`, when they are known.
 
     (Essentia's TruePeakDetector gives the same peak, within 0.001 dB on the
     test recordings, but takes 28x as long.)
     """
-    import soxr  # noqa: PLC0415
-
     audio = _channels(audio)
     if audio.shape[1] == 0:
         return {"true_peak_dbtp": None, "crest_factor_db": None}
-    oversampled = soxr.resample(
-        np.ascontiguousarray(audio.T), sr, TRUE_PEAK_OVERSAMPLING * sr, quality="HQ"
-    )
+    if true_peaks is None:
+        true_peaks = true_peak_blocks(audio, sr)
     peak = float(np.max(np.abs(audio)))
-    true_peak = max(float(np.max(np.abs(oversampled))) if oversampled.size else 0.0, peak)
+    true_peak = max(float(true_peaks.max()) if true_peaks.size else 0.0, peak)
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
     return {
         "true_peak_dbtp": float(_db(true_peak**2)),
@@ -100,23 +115,61 @@ def peaks(audio: np.ndarray, sr: int) -> dict[str, float | None]:
     }
 
 
-def dynamics(audio: np.ndarray, sr: int) -> dict[str, float | None]:
+_STREAM_CHUNK = 1 << 18
+
+
+def true_peak_blocks(audio: np.ndarray, sr: int) -> np.ndarray:
+    """The 4x oversampled signal's largest magnitude over all channels, per
+    ``TRUE_PEAK_BLOCK`` input samples. Resampled in chunks by soxr's
+    streaming resampler (the same filter as in one piece), so memory stays
+    a chunk's, whatever the length."""
+    import soxr  # noqa: PLC0415
+
+    audio = _channels(audio)
+    channels, n = audio.shape
+    if n == 0:
+        return np.empty(0, dtype=np.float32)
+    stream = soxr.ResampleStream(
+        sr, TRUE_PEAK_OVERSAMPLING * sr, channels, dtype="float32", quality="HQ"
+    )
+    width = TRUE_PEAK_OVERSAMPLING * TRUE_PEAK_BLOCK
+    blocks, carry = [], np.empty(0, dtype=np.float32)
+    for start in range(0, n, _STREAM_CHUNK):
+        chunk = np.ascontiguousarray(audio[:, start : start + _STREAM_CHUNK].T)
+        out = stream.resample_chunk(chunk, last=start + _STREAM_CHUNK >= n)
+        level = np.concatenate([carry, np.abs(out).max(axis=1) if out.size else carry[:0]])
+        whole = level.size // width * width
+        blocks.append(level[:whole].reshape(-1, width).max(axis=1))
+        carry = level[whole:]
+    if carry.size:
+        blocks.append(carry.max(keepdims=True))
+    return np.concatenate(blocks)
+
+
+def dynamics(
+    audio: np.ndarray, sr: int, silence_rms: np.ndarray | None = None
+) -> dict[str, float | None]:
     """``dynamic_complexity``: Essentia's DynamicComplexity of the channel
     mean (average absolute deviation of the 200 ms loudness from the global
     loudness, dB; 0 for a steady tone, leading and trailing silence left
     out); ``silence_fraction``: the share of frames (2048 samples, hop 512)
-    whose RMS is below ``SILENCE_FRACTION_DB`` (0-1)."""
-    import librosa  # noqa: PLC0415
-
+    whose RMS (``silence_rms``, :func:`frame_rms` of the mean by default) is
+    below ``SILENCE_FRACTION_DB`` (0-1)."""
     es = essentia_standard()
-    audio = _channels(audio)
-    mono = audio.mean(axis=0)
+    mono = _channels(audio).mean(axis=0)
     if mono.size == 0:
         return {"dynamic_complexity": None, "silence_fraction": None}
     complexity = None
     if np.any(mono) and mono.size >= int(0.2 * sr):
         value, _ = es.DynamicComplexity(sampleRate=float(sr))(np.ascontiguousarray(mono))
         complexity = float(value) if math.isfinite(value) else None
-    rms = librosa.feature.rms(y=mono, frame_length=SILENCE_FRAME, hop_length=SILENCE_HOP)[0]
+    rms = frame_rms(mono) if silence_rms is None else silence_rms
     silent = rms < 10.0 ** (SILENCE_FRACTION_DB / 20.0)
     return {"dynamic_complexity": complexity, "silence_fraction": float(silent.mean())}
+
+
+def frame_rms(mono: np.ndarray) -> np.ndarray:
+    """RMS per ``SILENCE_FRAME`` frame, every ``SILENCE_HOP``, centred (librosa)."""
+    import librosa  # noqa: PLC0415
+
+    return librosa.feature.rms(y=mono, frame_length=SILENCE_FRAME, hop_length=SILENCE_HOP)[0]

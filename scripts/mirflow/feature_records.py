@@ -1,7 +1,8 @@
 """The features stage: :func:`mirflow.features.describe` on a track and on each
-of its crops, in one job per track, shaped as one record (``track`` fields for
-the track's .INFO, ``crops`` for each crop's), and the track's time series
+of its crops, shaped as one record (``track`` fields for the track's .INFO,
+``crops`` for each crop's), and the track's time series
 (:mod:`mirflow.time_series`), of which each crop's ``time_series`` is a slice.
+The track is analysed once; its crops are spans of that analysis.
 
 One job does both because the fixed cost of a job (a Python process, the
 imports: essentia's TensorFlow libraries, scipy.signal, numba's cached
@@ -18,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from mirflow.audio import load_audio
-from mirflow.errors import TrackError
 from mirflow.features import FEATURE_GROUPS
 from mirflow.provenance import provenance
 from mirflow.records import StageResult
@@ -67,7 +67,6 @@ def features_record(
     beats_path: str | os.PathLike,
     onsets: list[float],
     config_features: dict[str, Any],
-    crops_dir: str | os.PathLike | None = None,
     crops: dict[str, dict[str, Any]] | None = None,
     stems: dict[str, Path] | None = None,
     tempo_defined: bool = True,
@@ -75,45 +74,40 @@ def features_record(
     time_series_path: str | os.PathLike | None = None,
 ) -> StageResult:
     """Track features (with ``track_features``) and crop features (when
-    ``crops`` are) as one record; per-stem fields when the track has stems.
-    With time series on, the track's curves go to ``time_series_path`` and
-    each crop gets its slice. ``tempo_defined``: the track's
-    ``bpm_is_defined`` (false: crops get no bpm)."""
+    ``crops`` are: their crops.json fields) as one record; per-stem fields
+    when the track has stems. With time series on, the track's curves go to
+    ``time_series_path`` and each crop gets its slice. ``tempo_defined``:
+    the track's ``bpm_is_defined`` (false: crops get no bpm).
+
+    The track is analysed once: a crop's features come from the span of that
+    analysis its samples cover (:meth:`mirflow.features.Analysis.span`), not
+    from its file, so crops cost a slice each and not a new analysis."""
     enabled = switches(config_features)
     frame_rate, slices = series_options(config_features)
     if frame_rate is not None and time_series_path is None:
         raise ValueError("time series are on but no time_series_path was given")
     track: dict[str, Any] = {}
-    table = None
-    if audio_path and (track_features or frame_rate is not None):
-        from mirflow import features, time_series  # noqa: PLC0415
+    per_crop: dict[str, dict[str, Any]] = {}
+    if audio_path and (track_features or frame_rate is not None or crops):
+        from mirflow import time_series  # noqa: PLC0415
 
-        audio, sr = load_audio(audio_path, sr=ANALYSIS_SAMPLE_RATE)
         beats = read_beats(beats_path)
-        loaded = {
-            name: load_audio(path, sr=ANALYSIS_SAMPLE_RATE)[0]
-            for name, path in (stems or {}).items()
-        }
-        analysis = features.Analysis(audio, sr, harmonic=harmonic_source(loaded))
+        frames, stem_frames = analyse(audio_path, stems, ANALYSIS_SAMPLE_RATE)
         if track_features:
-            track = features.describe(
-                audio, sr, beats, np.asarray(onsets, dtype=float), enabled, analysis
-            )
-            track.update(stem_features(loaded, sr, beats, enabled))
-        del loaded
+            track = describe(frames, beats, np.asarray(onsets, dtype=float), enabled)
+            track.update(stem_features(stem_frames, beats, enabled))
+        table = None
         if frame_rate is not None:
-            table = time_series.track_curves(analysis, beats, frame_rate)
+            table = time_series.track_curves(frames, beats, frame_rate)
             time_series.write_table(table, time_series_path)
             track["time_series_file"] = Path(time_series_path).name
             track["time_series_frame_rate"] = frame_rate
-    per_crop = (
-        crop_features(
-            crops_dir, crops, onsets, config_features, tempo_defined,
-            table if slices else None,
-        )
-        if crops
-        else {}
-    )  # fmt: skip
+        if crops:
+            bases = crop_bases(frames, stem_frames, crops, audio_path, stems)
+            per_crop = crop_features(
+                bases, crops, beats, onsets, config_features, tempo_defined,
+                table if slices else None,
+            )  # fmt: skip
     made_by = provenance(
         FEATURE_TOOLS,
         params={
@@ -123,6 +117,104 @@ def features_record(
         },
     )
     return StageResult(stage="features", track=track, crops=per_crop, provenance=made_by)
+
+
+def analyse(
+    audio_path: str | os.PathLike, stems: dict[str, Path] | None, sr: int
+) -> tuple[Any, dict[str, Any]]:
+    """The track's :class:`mirflow.features.Analysis` at ``sr`` (its harmonic
+    source the bass and other stems, when there are stems) and one per stem."""
+    from mirflow import features  # noqa: PLC0415
+
+    audio, _ = load_audio(audio_path, sr=sr)
+    loaded = {name: load_audio(path, sr=sr)[0] for name, path in (stems or {}).items()}
+    frames = features.Analysis(audio, sr, harmonic=harmonic_source(loaded))
+    return frames, {name: features.Analysis(stem, sr) for name, stem in loaded.items()}
+
+
+def describe(frames, beats: np.ndarray, onsets: np.ndarray, enabled: dict[str, bool]):
+    """:func:`mirflow.features.describe` of an analysis (a track's or a span's)."""
+    from mirflow import features  # noqa: PLC0415
+
+    return features.describe(frames.audio, frames.sr, beats, onsets, enabled, frames)
+
+
+def crop_bases(frames, stem_frames, crops, audio_path, stems):
+    """``(mix, {stem: analysis})`` whose spans the crops are: the track's
+    analyses in the crops' channel layout (a mono track's crops are stereo),
+    or, when the crops have another sample rate than the analysis, analyses
+    of the track at theirs."""
+    from mirflow.crops import fit_channels  # noqa: PLC0415
+
+    first = next(iter(crops.values()))
+    rate, channels = int(first["sample_rate"]), int(first["channels"])
+    if rate != frames.sr:
+        frames, stem_frames = analyse(audio_path, stems, rate)
+
+    def laid_out(analysis):
+        audio = fit_channels(analysis.audio, channels)
+        return analysis if audio is analysis.audio else analysis.relayout(audio)
+
+    return laid_out(frames), {name: laid_out(a) for name, a in stem_frames.items()}
+
+
+def features_batch(
+    members: list[dict[str, Any]],
+    config_features: dict[str, Any],
+    track_features: bool,
+    out_dir: str | os.PathLike,
+    batch: str,
+) -> dict[str, StageResult]:
+    """The features of a batch of tracks, one after the other in this process
+    (which pays the imports once): ``out_dir/<track>/features.json`` and
+    ``<track>.timeseries.parquet`` (an empty table when the track has no
+    time series, so that every track has the file its rule promises).
+
+    ``members``: per track, its ``track`` id, ``source`` audio and the files
+    its features are made from (``source_record``, ``rhythm``, ``beats``,
+    ``crops_record`` and ``stems_record``/``stems``, None when off).
+    """
+    from mirflow.records import read_result, run_stage, write_result  # noqa: PLC0415
+    from mirflow.stems import stems_of  # noqa: PLC0415
+    from mirflow.time_series import write_empty_table  # noqa: PLC0415
+
+    series_on = series_options(config_features)[0] is not None
+    results = {}
+    for member in members:
+        folder = Path(out_dir) / member["track"]
+        folder.mkdir(parents=True, exist_ok=True)
+        series = folder / f"{member['track']}.timeseries.parquet"
+        source, rhythm = read_result(member["source_record"]), read_result(member["rhythm"])
+        upstream = [source, rhythm]
+        stems_record, stems = stems_of(member.get("stems_record"), member.get("stems"))
+        upstream += [stems_record] if stems_record else []
+        crops = read_result(member["crops_record"]) if member.get("crops_record") else None
+        upstream += [crops] if crops else []
+
+        def compute(member=member, rhythm=rhythm, crops=crops, stems=stems, series=series):
+            return features_record(
+                member["source"],
+                member["beats"],
+                rhythm.data.get("onsets", []),
+                config_features,
+                crops=crops.crops if crops else None,
+                stems=stems,
+                tempo_defined=rhythm.track.get("bpm_is_defined", True),
+                track_features=track_features,
+                time_series_path=series if series_on else None,
+            )
+
+        result = run_stage("features", upstream, compute)
+        result.data["batch"] = batch
+        if series_on and not result.track.get("time_series_file"):
+            write_empty_table(series)  # skipped or failed: assemble ignores it
+        write_result(folder / "features.json", result)
+        log.info(
+            "%s: %s, track features %s, %d crops %s",
+            member["track"], result.status, bool(result.track), len(result.crops), result.error,
+        )  # fmt: skip
+        results[member["track"]] = result
+    return results
 
 
 #: The libraries the features come from (mirflow.features).
@@ -141,10 +233,9 @@ FEATURE_TOOLS = (
 RHYTHMIC_STEMS = ("drums", "bass", "other")
 
 
-def stem_features(
-    stems: dict[str, np.ndarray], sr: int, beats: np.ndarray, enabled: dict[str, bool]
-) -> dict[str, Any]:
-    """Per stem: ``lufs_<stem>``, ``lra_<stem>`` (loudness); for drums, bass
+def stem_features(stems: dict[str, Any], beats: np.ndarray, enabled: dict[str, bool]):
+    """Per stem (``stems``: its :class:`mirflow.features.Analysis`, or a
+    span's): ``lufs_<stem>``, ``lra_<stem>`` (loudness); for drums, bass
     and other ``onset_density_<stem>``, ``syncopation_<stem>``,
     ``rhythmic_complexity_<stem>`` (rhythm) and
     ``onset_density_average_<stem>``, ``onset_density_variance_<stem>`` (per
@@ -155,77 +246,71 @@ def stem_features(
     Stem onsets come from librosa's spectral-flux onset detector: cheap, and
     on an isolated stem there is little for a better one to untangle.
     """
-    import librosa  # noqa: PLC0415
-
     from mirflow import harmony  # noqa: PLC0415
-    from mirflow.features import bar_onset_density, loudness, rhythm_statistics  # noqa: PLC0415
+    from mirflow.features import _loudness_from_power, bar_onset_density, rhythm_statistics  # noqa: PLC0415
 
     fields: dict[str, Any] = {}
     beat_times = np.asarray(beats, dtype=float).reshape(-1, 2)[:, 0] if np.size(beats) else []
-    for name, audio in stems.items():
+    for name, frames in stems.items():
         if enabled.get("loudness"):
-            level = loudness(audio, sr)
+            level = _loudness_from_power(frames.k_power, frames.sr)
             fields[f"lufs_{name}"], fields[f"lra_{name}"] = level["lufs"], level["lra"]
         rhythmic = name in RHYTHMIC_STEMS and (
             enabled.get("rhythm") or enabled.get("rhythm_detail")
         )
         if rhythmic:
-            mono = audio.mean(axis=0)
-            onsets = librosa.onset.onset_detect(y=mono, sr=sr, units="time") if np.any(mono) else []
-            stats = rhythm_statistics(beats, np.asarray(onsets), audio.shape[1] / sr)
+            onsets = frames.onset_times
+            stats = rhythm_statistics(beats, onsets, frames.mono.size / frames.sr)
             if enabled.get("rhythm"):
                 for key in ("onset_density", "syncopation", "rhythmic_complexity"):
                     fields[f"{key}_{name}"] = stats[key]
             if enabled.get("rhythm_detail"):
-                per_bar = bar_onset_density(beats, np.asarray(onsets))
+                per_bar = bar_onset_density(beats, onsets)
                 fields[f"onset_density_average_{name}"] = per_bar["average"]
                 fields[f"onset_density_variance_{name}"] = per_bar["variance"]
                 fields[f"rhythmic_evenness_{name}"] = stats["rhythmic_evenness"]
         if enabled.get("harmonic") and name in HARMONIC_STEMS:
-            change = harmony.harmonic_change(harmony.frame_hpcps(audio, sr), beat_times, sr)
+            change = harmony.harmonic_change(frames.hpcps, beat_times, frames.sr)
             fields[f"harmonic_movement_{name}"] = change["movement"]
             fields[f"harmonic_variance_{name}"] = change["variance"]
     return fields
 
 
 def crop_features(
-    crops_dir: str | os.PathLike,
+    bases: tuple[Any, dict[str, Any]],
     crops: dict[str, dict[str, Any]],
+    beats: np.ndarray,
     onsets: list[float],
     config_features: dict[str, Any],
     tempo_defined: bool = True,
     table=None,
 ) -> dict[str, dict[str, Any]]:
-    """Features of every crop of a track; a crop that fails is marked, the rest go on.
-    A crop's ``bpm`` is its beats' tempo, None when the track's is not defined.
-    With the track's time series ``table``, each crop gets its slice."""
-    from mirflow import features, time_series  # noqa: PLC0415
+    """Features of every crop of a track from its span of ``bases`` (see
+    :func:`crop_bases`), the track's ``beats`` and ``onsets`` inside it. A
+    crop's ``bpm`` is its beats' tempo, None when the track's is not
+    defined. With the track's time series ``table``, each crop gets its slice."""
+    from mirflow import time_series  # noqa: PLC0415
+    from mirflow.crops import beats_in_window  # noqa: PLC0415
 
+    mix, stems = bases
     enabled = switches(config_features)
     frame_rate, _ = series_options(config_features)
     onset_times = np.asarray(onsets, dtype=float)
     results: dict[str, dict[str, Any]] = {}
     for name, crop in crops.items():
-        try:
-            audio, sr = load_audio(Path(crops_dir) / crop["audio_file"])
-            beats = read_beats(Path(crops_dir) / crop["beats_file"])
-            start, duration = crop["start_s"], crop["duration_s"]
-            inside = (onset_times >= start) & (onset_times < start + duration)
-            stem_audio = {
-                stem: load_audio(Path(crops_dir) / file)[0]
-                for stem, file in crop.get("stem_files", {}).items()
-            }
-            analysis = features.Analysis(audio, sr, harmonic=harmonic_source(stem_audio))
-            fields = features.describe(
-                audio, sr, beats, onset_times[inside] - start, enabled, analysis
+        first, stop = int(crop["start_sample"]), int(crop["end_sample"])
+        start, duration = first / mix.sr, (stop - first) / mix.sr
+        window = beats_in_window(beats, start, start + duration)
+        inside = (onset_times >= start) & (onset_times < start + duration)
+        frames = mix.span(first, stop)
+        fields = describe(frames, window, onset_times[inside] - start, enabled)
+        fields["bpm"] = grid_tempo(window[:, 0]) if tempo_defined else None
+        own = {stem: stems[stem].span(first, stop) for stem in crop.get("stem_files", {})}
+        fields.update(stem_features(own, window, enabled))
+        if table is not None:
+            fields["time_series"] = time_series.crop_slice(
+                table, crop["start_s"], crop["duration_s"], frame_rate
             )
-            fields["bpm"] = grid_tempo(beats[:, 0]) if tempo_defined else None
-            fields.update(stem_features(stem_audio, sr, beats, enabled))
-            if table is not None:
-                fields["time_series"] = time_series.crop_slice(table, start, duration, frame_rate)
-                fields["time_series_frame_rate"] = frame_rate
-            results[name] = fields
-        except TrackError as exc:
-            log.warning("%s: %s", name, exc)
-            results[name] = {"status": "failed", "error": f"features: {exc}"}
+            fields["time_series_frame_rate"] = frame_rate
+        results[name] = fields
     return results

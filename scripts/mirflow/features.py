@@ -163,12 +163,6 @@ def frame_flux(mag: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.sqrt((rise**2).sum(axis=0))])
 
 
-def _frame_shape(mag: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: skewness and kurtosis (see :func:`_frame_moments`)."""
-    _, _, skew, kurt = _frame_moments(mag, sr)
-    return skew, kurt
-
-
 def _frame_moments(
     mag: np.ndarray, sr: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -316,14 +310,41 @@ def spectral(mono: np.ndarray, sr: int) -> dict[str, float | None]:
 
 
 def _spectral_from_magnitude(mag: np.ndarray, sr: int) -> dict[str, float | None]:
-    sounding = sounding_frames(mag)
-    flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
-    skew, kurt = _frame_shape(mag, sr)
+    return _spectral_from_frames(spectral_frames(mag, sr))
+
+
+def spectral_frames(mag: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """Every per-frame spectral quantity the features and the time series
+    average, from one magnitude STFT: ``sounding`` (bool), ``flatness``,
+    ``flux``, ``centroid`` and ``bandwidth`` (Hz), ``skewness``,
+    ``kurtosis``, ``rolloff`` (Hz). Kept instead of the STFT itself: a few
+    numbers per frame, where the STFT holds 1025."""
+    centroid, bandwidth, skew, kurt = _frame_moments(mag, sr)
+    rolloff = librosa.feature.spectral_rolloff(
+        S=mag, sr=sr, n_fft=N_FFT, hop_length=HOP, roll_percent=ROLLOFF_PERCENT
+    )[0]
     return {
-        "spectral_flatness": _mean_over(frame_flatness(mag, sr), sounding),
-        "spectral_flux": _mean_over(frame_flux(mag), flux_valid),
-        "spectral_skewness": _mean_over(skew, sounding),
-        "spectral_kurtosis": _mean_over(kurt, sounding),
+        "sounding": sounding_frames(mag),
+        "flatness": frame_flatness(mag, sr),
+        "flux": frame_flux(mag),
+        "centroid": centroid,
+        "bandwidth": bandwidth,
+        "skewness": skew,
+        "kurtosis": kurt,
+        "rolloff": rolloff,
+    }
+
+
+def _spectral_from_frames(frames: dict[str, np.ndarray]) -> dict[str, float | None]:
+    sounding = frames["sounding"]
+    # Flux compares a frame with the one before: both must sound, and the
+    # first frame (of a track, or of a span of one) has no predecessor here.
+    flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
+    return {
+        "spectral_flatness": _mean_over(frames["flatness"], sounding),
+        "spectral_flux": _mean_over(frames["flux"], flux_valid),
+        "spectral_skewness": _mean_over(frames["skewness"], sounding),
+        "spectral_kurtosis": _mean_over(frames["kurtosis"], sounding),
     }
 
 
@@ -343,20 +364,23 @@ def spectral_shape(mono: np.ndarray, sr: int) -> dict[str, float | None]:
 
 
 def _shape_from_magnitude(mono: np.ndarray, mag: np.ndarray, sr: int) -> dict[str, float | None]:
-    sounding = sounding_frames(mag)
-    kwargs = {"S": mag, "sr": sr, "n_fft": N_FFT, "hop_length": HOP}
-    if mono.size:
-        zcr = librosa.feature.zero_crossing_rate(mono, frame_length=N_FFT, hop_length=HOP)[0]
-    else:
-        zcr = np.zeros(mag.shape[1])
+    return _shape_from_frames(spectral_frames(mag, sr), zero_crossings(mono))
+
+
+def zero_crossings(mono: np.ndarray) -> np.ndarray:
+    """Zero-crossing rate per STFT frame (librosa, ``N_FFT``/``HOP``, centred)."""
+    if mono.size == 0:
+        return np.zeros(1)
+    return librosa.feature.zero_crossing_rate(mono, frame_length=N_FFT, hop_length=HOP)[0]
+
+
+def _shape_from_frames(frames: dict[str, np.ndarray], zcr: np.ndarray) -> dict[str, float | None]:
+    sounding = frames["sounding"]
     n = min(zcr.size, sounding.size)
-    centroid, bandwidth, _, _ = _frame_moments(mag, sr)
     return {
-        "spectral_centroid": _mean_over(centroid, sounding),
-        "spectral_rolloff": _mean_over(
-            librosa.feature.spectral_rolloff(**kwargs, roll_percent=ROLLOFF_PERCENT)[0], sounding
-        ),
-        "spectral_bandwidth": _mean_over(bandwidth, sounding),
+        "spectral_centroid": _mean_over(frames["centroid"], sounding),
+        "spectral_rolloff": _mean_over(frames["rolloff"], sounding),
+        "spectral_bandwidth": _mean_over(frames["bandwidth"], sounding),
         "zero_crossing_rate": _mean_over(zcr[:n], sounding[:n]),
     }
 
@@ -408,33 +432,84 @@ def chroma(mono: np.ndarray, sr: int) -> dict[str, float | None]:
     estimated), averaged over sounding frames and scaled so the largest bin
     is 1. ``None`` for silence or input shorter than one STFT frame."""
     mono = _as_mono(mono)
-    profile = _mean_chroma(mono, sr) if mono.size >= N_FFT and np.any(mono) else None
-    if profile is None or not profile.max() > 0:
-        return {f"chroma_{i}": None for i in range(12)}
+    return _chroma_from_frames(chroma_frames(mono, sr), mono)
+
+
+def _chroma_from_frames(frames: dict[str, np.ndarray] | None, mono: np.ndarray):
+    none = {f"chroma_{i}": None for i in range(12)}
+    if frames is None or mono.size < N_FFT or not np.any(mono):
+        return none
+    sounding = frames["sounding"]
+    if not sounding.any():
+        return none
+    profile = frames["chroma"][:, sounding].mean(axis=1)
+    if not profile.max() > 0:
+        return none
     return {f"chroma_{i}": float(v) for i, v in enumerate(profile / profile.max())}
 
 
-def _mean_chroma(mono: np.ndarray, sr: int) -> np.ndarray | None:
-    """Mean CQT chroma over sounding frames, or None if there are none."""
+#: Samples (at the signal's rate) per true-peak block
+#: (:func:`mirflow.dynamics.true_peak_blocks`): a crop's true peak is
+#: the largest of the blocks it overlaps, so it may see up to this many
+#: samples (1.5 ms at 44.1 kHz) past its edges, where its own file would see
+#: the oversampling filter ring on silence instead.
+TRUE_PEAK_BLOCK = 64
+
+#: Hop of the tonal frames (chroma here, HPCP in mirflow.harmony): 2048
+#: samples (~46 ms): only means and time-series frames at the latent rate
+#: are kept, so finer steps buy nothing.
+TONAL_HOP = 2048
+
+
+def chroma_frames(
+    mono: np.ndarray, sr: int, tuning: float | None = None
+) -> dict[str, np.ndarray] | None:
+    """CQT chroma per frame (``chroma``: 12 x frames, every ``TONAL_HOP``,
+    centred) and which frames sound (``sounding``); None where the signal is
+    too short, silent or the sample rate too low for one octave. ``tuning``
+    in fractions of a bin (36 per octave), estimated from ``mono`` if None."""
     # C1 upwards, as many whole octaves as fit below ~0.85 x Nyquist (7 at
     # 44.1 and 22.05 kHz): librosa refuses filters that reach past Nyquist.
     fmin = librosa.note_to_hz("C1")
     n_octaves = int(min(7, np.floor(np.log2(0.85 * sr / 2 / fmin))))
-    if n_octaves < 1:
+    if n_octaves < 1 or mono.size < N_FFT or not np.any(mono):
         return None
     with warnings.catch_warnings():
         # The CQT's lowest octaves run on a signal decimated up to 64x; for a
         # clip of a few seconds librosa warns that its STFT is short, which
         # is expected and harmless here.
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-        # hop 2048 (~46 ms): only the mean is kept, so fine time steps buy nothing.
         frames = librosa.feature.chroma_cqt(
-            y=mono, sr=sr, hop_length=2048, fmin=fmin, n_octaves=n_octaves
+            y=mono, sr=sr, hop_length=TONAL_HOP, fmin=fmin, n_octaves=n_octaves, tuning=tuning
         )
-    rms = librosa.feature.rms(y=mono, frame_length=4096, hop_length=2048)[0]
+    rms = librosa.feature.rms(y=mono, frame_length=2 * TONAL_HOP, hop_length=TONAL_HOP)[0]
     n = min(frames.shape[1], rms.size)
-    sounding = rms[:n] >= 10.0 ** (SILENCE_DB / 20.0)
-    return frames[:, :n][:, sounding].mean(axis=1) if sounding.any() else None
+    return {"chroma": frames[:, :n], "sounding": rms[:n] >= 10.0 ** (SILENCE_DB / 20.0)}
+
+
+#: The band librosa's tuning estimate reads (piptrack's defaults).
+TUNING_MIN_HZ, TUNING_MAX_HZ = 150.0, 4000.0
+
+
+def tuning(mag: np.ndarray, sr: int) -> float:
+    """librosa's ``estimate_tuning`` (fractions of a bin at 36 bins per
+    octave, as ``chroma_cqt`` reads it) from an existing ``N_FFT`` STFT.
+
+    Its pitch tracker only keeps peaks between 150 Hz and 4 kHz, so it gets
+    only the bins up to just past 4 kHz (the sample rate relabelled so each
+    bin keeps its frequency): the same estimate on all seven demo tracks, at
+    a seventh of the cost.
+    """
+    rows = min(mag.shape[0], int(np.ceil(TUNING_MAX_HZ * N_FFT / sr)) + 2)
+    relabelled = sr * 2 * (rows - 1) / N_FFT
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning", category=UserWarning)
+        return float(
+            librosa.estimate_tuning(
+                S=mag[:rows], sr=relabelled, bins_per_octave=36,
+                fmin=TUNING_MIN_HZ, fmax=TUNING_MAX_HZ,
+            )
+        )  # fmt: skip
 
 
 def estimate_key(mono: np.ndarray, sr: int) -> dict[str, Any]:
@@ -606,10 +681,121 @@ def _ioi_entropy(positions: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- all together
 
 
+class _Shared:
+    """An intermediate result of an :class:`Analysis`, made on first use; on
+    a span of one (:meth:`Analysis.span`), the part of its parent's that the
+    span covers, so a crop costs a slice instead of a new analysis.
+
+    ``cut`` says how a span takes its part: ``"cumulative"`` (a cumulative
+    sum over samples, from 0), ``"bands"`` (a dict of them, or None),
+    ``"frames"`` (frames centred every ``hop`` samples along the last axis,
+    of an array or of each array of a dict), ``"rows"`` (the same along the
+    first axis), ``"regions"`` (per channel, ``(starts, ends)`` in seconds),
+    ``"times"`` (event times in seconds), ``"blocks"`` (one value per
+    ``hop`` samples: the span takes every block it overlaps) and
+    ``"whole"`` (the track's value stands for its spans: the tuning). ``mono``: made from the
+    channel mean (or the harmonic source), so an analysis of the same
+    signal in another channel layout shares it (:meth:`Analysis.relayout`).
+    """
+
+    def __init__(self, make, cut: str, hop: int = 0, mono: bool = True) -> None:
+        self.make, self.cut, self.hop, self.mono = make, cut, hop, mono
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, analysis, owner=None):
+        if analysis is None:
+            return self
+        cache = analysis._mono_cache if self.mono else analysis._cache
+        if self.name not in cache:
+            if analysis.parent is None:
+                cache[self.name] = self.make(analysis)
+            else:
+                whole = getattr(analysis.parent, self.name)
+                cache[self.name] = _cut(whole, self.cut, self.hop, analysis.start, analysis.stop,
+                                        analysis.sr)  # fmt: skip
+        return cache[self.name]
+
+
+def _cut(value, cut: str, hop: int, start: int, stop: int, sr: int):
+    """The part of an :class:`Analysis` quantity that samples ``start:stop`` cover."""
+    if value is None or cut == "whole":
+        return value
+    if cut == "cumulative":
+        part = value[start : stop + 1]
+        return part - part[0] if part.size else np.zeros(1)
+    if cut == "blocks":  # every block the span overlaps
+        return value[start // hop : -(-stop // hop)]
+    if cut == "bands":
+        return {name: _cut(v, "cumulative", hop, start, stop, sr) for name, v in value.items()}
+    if cut in ("frames", "rows"):
+        if isinstance(value, dict):
+            return {name: _cut(v, cut, hop, start, stop, sr) for name, v in value.items()}
+        # Frame i of the span is centred on sample start + i * hop: the
+        # parent's frame nearest that centre (at most hop / 2 away).
+        first = round(start / hop)
+        count = 1 + (stop - start) // hop
+        axis = -1 if cut == "frames" else 0
+        return np.take(value, np.arange(first, min(first + count, value.shape[axis])), axis=axis)
+    t0, t1 = start / sr, stop / sr
+    if cut == "times":
+        return value[(value >= t0) & (value < t1)] - t0
+    if cut == "regions":
+        parts = []
+        for starts, ends in value:
+            inside = (starts < t1) & (ends > t0)
+            parts.append((np.maximum(starts[inside], t0) - t0, np.minimum(ends[inside], t1) - t0))
+        return parts
+    raise ValueError(f"unknown cut {cut!r}")
+
+
+def _onset_envelope(frames: Analysis) -> np.ndarray:
+    if frames.mono.size < N_FFT or not np.any(frames.mono):
+        return np.zeros(1 + frames.mono.size // HOP)
+    return librosa.onset.onset_strength(y=frames.mono, sr=frames.sr, n_fft=N_FFT, hop_length=HOP)
+
+
+def _onset_times(frames: Analysis) -> np.ndarray:
+    """librosa's peak-picked onsets on the onset envelope, seconds."""
+    if not np.any(frames.mono):
+        return np.empty(0)
+    return librosa.onset.onset_detect(
+        onset_envelope=frames.onset_envelope, sr=frames.sr, hop_length=HOP, units="time"
+    )
+
+
+def _silence_rms(frames: Analysis) -> np.ndarray:
+    from mirflow import dynamics  # noqa: PLC0415
+
+    return dynamics.frame_rms(frames.mono)
+
+
+def _saturation_regions(frames: Analysis):
+    from mirflow import dynamics  # noqa: PLC0415
+
+    return dynamics.saturation_regions(frames.audio, frames.sr)
+
+
+def _true_peaks(frames: Analysis) -> np.ndarray:
+    from mirflow import dynamics  # noqa: PLC0415
+
+    return dynamics.true_peak_blocks(frames.audio, frames.sr)
+
+
+def _hpcps(frames: Analysis) -> np.ndarray:
+    from mirflow.harmony import frame_hpcps  # noqa: PLC0415
+
+    source = frames.mono if frames.harmonic is None else _as_mono(frames.harmonic)
+    return frame_hpcps(source, frames.sr)
+
+
 class Analysis:
-    """One signal's shared intermediate results (the STFT, the onset envelope,
-    the HPCP frames), each computed on first use, so feature groups and the
-    time series that need the same one compute it once.
+    """One signal's intermediate results (per-frame spectral values, the
+    K-weighted and band powers, the onset envelope, chroma and HPCP frames,
+    clipped regions), each made on first use and kept, so the feature groups
+    and the time series that need the same one compute it once, and a crop
+    (:meth:`span`) takes its part of the track's instead of its own.
 
     ``harmonic`` is the audio the harmonic group describes (the bass and
     other stems summed, when the track has them); the signal itself when
@@ -620,45 +806,64 @@ class Analysis:
         self.audio = _as_channels(audio)
         self.sr = sr
         self.mono = _as_mono(self.audio)
-        self._harmonic = harmonic
+        self.harmonic = harmonic
+        self.parent: Analysis | None = None
+        self.start, self.stop = 0, self.mono.size
         self._cache: dict[str, Any] = {}
+        self._mono_cache: dict[str, Any] = {}
 
-    def _get(self, name: str, make) -> Any:
-        if name not in self._cache:
-            self._cache[name] = make()
-        return self._cache[name]
+    def span(self, start: int, stop: int) -> Analysis:
+        """Samples ``start:stop`` of this signal as an analysis of their own.
 
-    @property
-    def magnitude(self) -> np.ndarray:
-        return self._get("magnitude", lambda: _stft_magnitude(self.mono))
+        Frame-based values come from this analysis's frames nearest the
+        span's own frame centres (at most half a hop, 5.8 ms for the STFT,
+        away), so the frames at a span's edges see the audio around it
+        instead of padding; sums over samples (loudness, band levels) are
+        exact. Values computed from the samples (key, true peak, dynamic
+        complexity) are computed on the span's samples.
+        """
+        part = object.__new__(Analysis)
+        part.audio, part.sr = self.audio[:, start:stop], self.sr
+        part.mono = self.mono[start:stop]
+        part.harmonic = None if self.harmonic is None else self.harmonic[..., start:stop]
+        part.parent, part.start, part.stop = self, start, stop
+        part._cache, part._mono_cache = {}, {}
+        return part
 
-    @property
-    def k_power(self) -> np.ndarray:
-        """:func:`k_weighted_power` of the signal (loudness and its time series)."""
-        return self._get("k_power", lambda: k_weighted_power(self.audio, self.sr))
+    def relayout(self, audio: np.ndarray) -> Analysis:
+        """An analysis of ``audio``, the same signal in another channel
+        layout (a mono track duplicated to stereo, as its crops are): what
+        depends only on the channel mean is shared, when the mean is equal."""
+        other = Analysis(audio, self.sr, self.harmonic)
+        if self.parent is None and np.array_equal(other.mono, self.mono):
+            other._mono_cache = self._mono_cache
+            if self.audio.shape[0] == 1 and np.array_equal(
+                other.audio, other.audio[:1].repeat(other.audio.shape[0], 0)
+            ):
+                # Copies of one channel: C times its power, its clips C times.
+                copies = other.audio.shape[0]
+                other._cache["k_power"] = copies * self.k_power
+                other._cache["saturation_regions"] = self.saturation_regions * copies
+                other._cache["true_peaks"] = self.true_peaks
+        return other
 
-    @property
-    def band_power(self) -> dict[str, np.ndarray | None]:
-        """:func:`band_power` of the signal (band levels and their time series)."""
-        return self._get("band_power", lambda: band_power(self.mono, self.sr))
-
-    @property
-    def onset_envelope(self) -> np.ndarray:
-        def make() -> np.ndarray:
-            if self.mono.size < N_FFT or not np.any(self.mono):
-                return np.zeros(self.magnitude.shape[1])
-            return librosa.onset.onset_strength(
-                y=self.mono, sr=self.sr, n_fft=N_FFT, hop_length=HOP
-            )
-
-        return self._get("onset_envelope", make)
-
-    @property
-    def hpcps(self) -> np.ndarray:
-        from mirflow.harmony import frame_hpcps  # noqa: PLC0415
-
-        source = self.mono if self._harmonic is None else _as_mono(self._harmonic)
-        return self._get("hpcps", lambda: frame_hpcps(source, self.sr))
+    magnitude = _Shared(lambda a: _stft_magnitude(a.mono), "frames", HOP)
+    spectral_frames = _Shared(lambda a: spectral_frames(a.magnitude, a.sr), "frames", HOP)
+    #: Deviation from A440 in fractions of a chroma bin (see :func:`tuning`);
+    #: a span keeps its track's.
+    tuning = _Shared(lambda a: tuning(a.magnitude, a.sr), "whole")
+    zero_crossings = _Shared(lambda a: zero_crossings(a.mono), "frames", HOP)
+    #: :func:`k_weighted_power` (loudness and its time series); every channel counts.
+    k_power = _Shared(lambda a: k_weighted_power(a.audio, a.sr), "cumulative", mono=False)
+    #: :func:`band_power` (band levels and their time series).
+    band_power = _Shared(lambda a: band_power(a.mono, a.sr), "bands")
+    onset_envelope = _Shared(_onset_envelope, "frames", HOP)
+    onset_times = _Shared(_onset_times, "times")
+    chroma_frames = _Shared(lambda a: chroma_frames(a.mono, a.sr, a.tuning), "frames", TONAL_HOP)
+    hpcps = _Shared(_hpcps, "rows", TONAL_HOP)
+    silence_rms = _Shared(_silence_rms, "frames", HOP)  # mirflow.dynamics: the same hop
+    saturation_regions = _Shared(_saturation_regions, "regions", mono=False)
+    true_peaks = _Shared(_true_peaks, "blocks", TRUE_PEAK_BLOCK, mono=False)
 
 
 def describe(
@@ -686,16 +891,19 @@ def describe(
     audio, mono = frames.audio, frames.mono
     groups = {
         "loudness": lambda: _loudness_from_power(frames.k_power, sr),
-        "spectral": lambda: _spectral_from_magnitude(frames.magnitude, sr),
-        "spectral_shape": lambda: _shape_from_magnitude(mono, frames.magnitude, sr),
+        "spectral": lambda: _spectral_from_frames(frames.spectral_frames),
+        "spectral_shape": lambda: _shape_from_frames(frames.spectral_frames, frames.zero_crossings),
         "multiband_rms": lambda: _multiband_from_power(frames.band_power),
-        "chroma": lambda: chroma(mono, sr),
+        "chroma": lambda: _chroma_from_frames(frames.chroma_frames, mono),
         "key": lambda: estimate_key(mono, sr),
         "harmonic": lambda: harmony.harmonic_profile(frames.hpcps, sr),
         "rhythm": lambda: rhythm_statistics(beats, onsets, audio.shape[1] / sr),
         "rhythm_detail": lambda: _rhythm_detail(frames, beats, onsets),
-        "saturation": lambda: {**dynamics.saturation(audio, sr), **dynamics.peaks(audio, sr)},
-        "dynamics": lambda: dynamics.dynamics(audio, sr),
+        "saturation": lambda: {
+            **dynamics.saturation_from_regions(frames.saturation_regions, audio.shape[1] / sr),
+            **dynamics.peaks(audio, sr, frames.true_peaks),
+        },
+        "dynamics": lambda: dynamics.dynamics(mono, sr, frames.silence_rms),
     }
     out: dict[str, Any] = {}
     for group in FEATURE_GROUPS:

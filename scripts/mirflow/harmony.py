@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from mirflow.essentia_import import essentia_standard
-from mirflow.features import _ENHARMONIC, KEY_PROFILE, PITCH_CLASSES, _as_mono
+from mirflow.features import _ENHARMONIC, KEY_PROFILE, PITCH_CLASSES, TONAL_HOP, _as_mono
 
 FRAME = 4096
-HOP = 2048
+HOP = TONAL_HOP
 MIN_HZ, MAX_HZ = 40.0, 5000.0
 HARMONICS = 8
 #: Essentia's HPCP bin 0 is A (440 Hz reference): C is 3 semitones above A.

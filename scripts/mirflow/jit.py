@@ -233,7 +233,7 @@ def warm() -> None:
             analysis = Analysis(audio, rate, harmonic=audio)
             describe(audio, rate, beats, onsets, enabled, analysis)
             track_curves(analysis, beats)
-            stem_features({"drums": audio, "bass": audio}, rate, beats, enabled)
+            stem_features({"drums": analysis, "bass": analysis.span(0, rate)}, beats, enabled)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,12 +86,12 @@ def pool(values: np.ndarray, source_hop: int, hop: int, n_frames: int, valid=Non
 
 
 def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_RATE):
-    """The track's curves as a :class:`pandas.DataFrame`, one row per frame
-    (see the module doc). ``analysis`` is the track's
-    :class:`mirflow.features.Analysis` (its STFT, onset envelope and HPCP
-    frames are shared with the track's features)."""
-    import pandas as pd  # noqa: PLC0415
-
+    """The track's curves, ``{column: array}`` with one value per frame (see
+    the module doc; ``pandas.DataFrame(curves)`` makes a table of them).
+    ``analysis`` is the track's :class:`mirflow.features.Analysis` (its
+    spectral frames, onset envelope and HPCP frames are shared with the
+    track's features). Plain arrays, not a DataFrame: the features job then
+    needs no pandas (0.6 s of its fixed cost)."""
     from mirflow import features, harmony  # noqa: PLC0415
 
     sr, mono = analysis.sr, analysis.mono
@@ -100,26 +100,21 @@ def track_curves(analysis, beats: np.ndarray, frame_rate: float = DEFAULT_FRAME_
     columns: dict[str, np.ndarray] = {"time_s": np.arange(n) * hop / sr}
     columns["loudness_short_term"] = _short_term_loudness(analysis.k_power, sr, hop, n)
     columns.update(_band_levels(analysis.band_power, mono.size, hop, n))
-    mag = analysis.magnitude
-    sounding = features.sounding_frames(mag)
+    spectral = analysis.spectral_frames
+    sounding = spectral["sounding"]
     flux_valid = sounding & np.concatenate([[False], sounding[:-1]])
-    centroid, _, _, _ = features._frame_moments(mag, sr)
-    columns["spectral_centroid"] = pool(centroid, features.HOP, hop, n, sounding)
-    columns["spectral_flux"] = pool(features.frame_flux(mag), features.HOP, hop, n, flux_valid)
-    columns["spectral_flatness"] = pool(
-        features.frame_flatness(mag, sr), features.HOP, hop, n, sounding
-    )
+    columns["spectral_centroid"] = pool(spectral["centroid"], features.HOP, hop, n, sounding)
+    columns["spectral_flux"] = pool(spectral["flux"], features.HOP, hop, n, flux_valid)
+    columns["spectral_flatness"] = pool(spectral["flatness"], features.HOP, hop, n, sounding)
     columns["onset_strength"] = pool(analysis.onset_envelope, features.HOP, hop, n)
     hpcps = pool(analysis.hpcps, harmony.HOP, hop, n)
     for i in range(12):
         columns[f"hpcp_{i}"] = hpcps[:, i]
     columns["beat_phase"], columns["bar_position"] = beat_phases(beats, columns["time_s"])
-    return pd.DataFrame(
-        {
-            k: np.asarray(v, dtype=np.float64 if k == "time_s" else np.float32)
-            for k, v in columns.items()
-        }
-    )
+    return {
+        k: np.asarray(v, dtype=np.float64 if k == "time_s" else np.float32)
+        for k, v in columns.items()
+    }
 
 
 def _short_term_loudness(cumulative: np.ndarray, sr: int, hop: int, n: int) -> np.ndarray:
@@ -174,13 +169,13 @@ def crop_slice(table, start_s: float, duration_s: float, frame_rate: float) -> d
     """The frames a crop covers, as ``{curve: [value, ...]}`` (``time_s``
     relative to the crop; NaN as None): ``round(start_s * rate)`` onwards,
     ``round(duration_s * rate)`` frames, so a 524288-sample crop at 44.1 kHz
-    has 256 at the default rate. Frames past the track's end are None."""
+    has 256 at the default rate. Frames past the track's end are None.
+    ``table``: :func:`track_curves`' columns (or a DataFrame of them)."""
     first = round(start_s * frame_rate)
     count = round(duration_s * frame_rate)
-    part = table.iloc[first : first + count]
     out: dict[str, list] = {}
-    for column in table.columns:
-        values = part[column].to_numpy(dtype=np.float64)
+    for column in table.keys():
+        values = np.asarray(table[column], dtype=np.float64)[first : first + count]
         if column == "time_s":
             values = values - start_s
         listed = [None if not math.isfinite(v) else float(f"{v:.6g}") for v in values]
@@ -189,19 +184,22 @@ def crop_slice(table, start_s: float, duration_s: float, frame_rate: float) -> d
 
 
 def write_table(table, path: str | os.PathLike) -> None:
-    """Write the curves as Parquet, atomically (a killed job leaves no half file)."""
+    """Write the curves (:func:`track_curves`' columns) as Parquet with
+    pyarrow, atomically (a killed job leaves no half file)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
     from mirflow.atomic import atomic_path  # noqa: PLC0415
 
+    columns = pa.table({name: np.asarray(values) for name, values in table.items()})
     with atomic_path(Path(path)) as tmp:
-        table.to_parquet(tmp, index=False, compression="zstd")
+        pq.write_table(columns, tmp, compression="zstd")
 
 
 def write_empty_table(path: str | os.PathLike) -> None:
     """A table with no frames, for a track whose features could not be made
     (a failed upstream stage): the rule's output exists, its record says why."""
-    import pandas as pd  # noqa: PLC0415
-
-    write_table(pd.DataFrame({"time_s": np.empty(0, dtype=np.float64)}), path)
+    write_table({"time_s": np.empty(0, dtype=np.float64)}, path)
 
 
 def read_table(path: str | os.PathLike):

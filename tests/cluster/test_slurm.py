@@ -135,12 +135,14 @@ def test_slurm_ran_the_jobs_in_groups(slurm_run):
     comments = [job["comment"] for job in jobs]
     assert all(job["state"] == "COMPLETED" for job in jobs), jobs
     assert all(job["partition"] == PARTITION for job in jobs), jobs
-    # A track's rhythm, crops and features ran as one SLURM job (group "track"),
-    # and the ingests of up to 8 tracks as another.
-    assert comments.count("rule_track_crops_features_rhythm") == 8, comments
+    # A track's rhythm and crops ran as one SLURM job (group "track"), the
+    # ingests of up to 8 tracks as another, the features in batches.
+    assert comments.count("rule_track_crops_rhythm") == 8, comments
     assert sum(c.startswith("rule_ingest_") for c in comments) == 1, comments
     rules = {c.split("_wildcards")[0] for c in comments}
-    assert {"rule_transcription_batch", "rule_summary", "rule_assemble"} <= rules, rules
+    assert {"rule_features_batch", "rule_transcription_batch", "rule_summary",
+            "rule_assemble"} <= rules, rules  # fmt: skip
+    assert sum(c.startswith("rule_features_batch") for c in comments) <= 2, comments
     # Snakemake's log names each SLURM job id it waited for.
     for job in jobs:
         assert f"SLURM jobid {job['id']} " in slurm_run["result"].stdout

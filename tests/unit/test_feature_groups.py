@@ -179,7 +179,8 @@ def test_stem_features_with_every_group():
     beats = beat_grid(17, ibi=0.5)
     x = np.stack([chord([48, 55], 10.0)] * 2)
     enabled = dict.fromkeys(features.FEATURE_GROUPS, True)
-    out = stem_features({"bass": x, "vocals": x}, SR, beats, enabled)
+    stems = {"bass": features.Analysis(x, SR), "vocals": features.Analysis(x, SR)}
+    out = stem_features(stems, beats, enabled)
     assert_json_ready(out)
     for key in ("onset_density_average", "onset_density_variance", "rhythmic_evenness",
                 "harmonic_movement", "harmonic_variance"):  # fmt: skip
@@ -212,6 +213,22 @@ def test_true_peak_finds_the_peak_between_samples():
     assert 20 * np.log10(np.abs(x).max()) == pytest.approx(-3.01, abs=0.01)
     assert out["true_peak_dbtp"] == pytest.approx(0.0, abs=0.1)
     assert out["crest_factor_db"] == pytest.approx(0.0, abs=0.01)  # sample peak = RMS here
+
+
+def test_true_peak_blocks_in_chunks_equal_one_pass_oversampling():
+    """The streamed, blockwise true peak is soxr's one-pass 4x oversampling
+    (the independent computation), over several chunks, and a block's
+    peak lands in its block."""
+    import soxr
+
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((2, 3 * 2**18 + 1234))).astype(np.float32)
+    x[1, 500_000] = 0.99  # one loud click
+    blocks = dynamics.true_peak_blocks(x, SR)
+    assert blocks.size == -(-x.shape[1] // features.TRUE_PEAK_BLOCK)
+    whole = np.abs(soxr.resample(np.ascontiguousarray(x.T), SR, 4 * SR, quality="HQ")).max()
+    assert blocks.max() == pytest.approx(whole, rel=1e-6)
+    assert int(np.argmax(blocks)) == 500_000 // features.TRUE_PEAK_BLOCK
 
 
 def test_crest_factor_of_a_sine_and_silence():
@@ -248,3 +265,62 @@ def test_centroid_and_bandwidth_are_librosas():
     kwargs = {"S": mag, "sr": SR, "n_fft": features.N_FFT}
     assert centroid == pytest.approx(librosa.feature.spectral_centroid(**kwargs)[0], rel=1e-4)
     assert bandwidth == pytest.approx(librosa.feature.spectral_bandwidth(**kwargs)[0], rel=1e-4)
+
+
+# --------------------------------------------------------------------------- spans (crops)
+
+
+def test_a_span_describes_what_its_samples_alone_describe():
+    """A crop's features come from its span of the track's analysis: they
+    must agree with an analysis of the crop's samples on their own (the
+    independent computation). Sums over samples agree exactly; frame means
+    to a few per cent (the span's frames sit up to half a hop off the
+    crop's own grid). The crop analysed alone pads its edges with zeros,
+    so its first frames see a jump from silence that the span's do not:
+    onset strength and flatness, which that jump dominates, differ most."""
+    from test_features import library_file
+
+    from mirflow.audio import load_audio
+
+    audio, _ = load_audio(library_file("Kevin_MacLeod_-_Vibe_Ace.mp3"), sr=SR)
+    clipped = np.clip(4.0 * audio[:, : 30 * SR], -1.0, 1.0)  # so saturation has regions
+    start, stop = 12345, 12345 + 8 * SR  # on no frame grid
+    beats = beat_grid(16, ibi=0.5, start=0.2)
+    enabled = dict.fromkeys(features.FEATURE_GROUPS, True)
+    track = features.Analysis(clipped, SR)
+    span = track.span(start, stop)
+    from_span = features.describe(None, SR, beats, beats[:, 0], enabled, span)
+    alone = features.describe(clipped[:, start:stop], SR, beats, beats[:, 0], enabled)
+    assert from_span.keys() == alone.keys()
+    assert alone["saturation_count"] > 10
+    edge = {"spectral_flatness", "onset_strength_mean", "onset_strength_std"}
+    for key, value in alone.items():
+        if isinstance(value, str) or value is None:
+            assert from_span[key] == value, key
+        elif key.startswith(("lufs", "lra", "rms_energy", "key", "true_peak", "crest", "dynamic",
+                             "silence", "beat", "onset_", "on_beat", "ioi",
+                             "syncopation", "rhythmic")) and key not in edge:  # fmt: skip
+            assert from_span[key] == pytest.approx(value, abs=0.01), key
+        elif key.startswith("saturation"):  # the detector's blocks fall elsewhere
+            assert from_span[key] == pytest.approx(value, rel=0.03), key
+        elif key.startswith("tiv"):  # signed, up to +-15
+            assert from_span[key] == pytest.approx(value, abs=0.1), key
+        elif key.startswith(("chroma", "hpcp")):  # 0-1; the CQT's long low filters reach
+            assert from_span[key] == pytest.approx(value, abs=0.03), key  # 0.3 s past an edge
+        else:
+            assert from_span[key] == pytest.approx(value, rel=0.15 if key in edge else 0.04), key
+
+
+def test_a_mono_track_relaid_as_stereo_shares_its_mono_analysis():
+    """Crops of a mono track are stereo: loudness counts both channels
+    (+3.01 dB), everything made from the channel mean is shared, not redone."""
+    mono = 0.3 * white_noise(4.0)
+    track = features.Analysis(mono, SR)
+    spectral = track.spectral_frames
+    stereo = track.relayout(np.stack([mono, mono]))
+    assert stereo.spectral_frames is spectral
+    lufs = {
+        name: features.describe(None, SR, beat_grid(4), [], {"loudness": True}, a)["lufs"]
+        for name, a in (("mono", track), ("stereo", stereo))
+    }
+    assert lufs["stereo"] - lufs["mono"] == pytest.approx(3.01, abs=0.01)

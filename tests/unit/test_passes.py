@@ -4,7 +4,7 @@ as the library grows."""
 
 import pytest
 
-from mirflow.batches import batch_of_record, make_batches, record_is_current
+from mirflow.batches import batch_of_record, batch_size_for, make_batches, record_is_current
 from mirflow.errors import TrackError
 from mirflow.passes import (
     RECORD,
@@ -128,6 +128,24 @@ def test_record_is_current_follows_its_upstream(tmp_path):
     assert record_is_current(record, upstream)
     os.utime(upstream, (3000, 3000))  # crops made again: the pass is stale
     assert not record_is_current(record, upstream)
+    # Several upstream files (the features'): any newer one makes it stale,
+    # a missing one (not made yet) does not.
+    beats = tmp_path / "t.BEATS"
+    beats.write_text("")
+    os.utime(beats, (1500, 1500))
+    os.utime(upstream, (1000, 1000))
+    assert record_is_current(record, [upstream, beats, tmp_path / "stems.json"])
+    os.utime(beats, (2500, 2500))
+    assert not record_is_current(record, [upstream, beats])
+
+
+def test_a_small_library_is_spread_over_the_cores():
+    assert batch_size_for(7, 8, 1) == 7  # one job pays the imports once
+    assert batch_size_for(7, 8, 2) == 4  # 4 + 3: both cores work
+    assert batch_size_for(3, 8, 16) == 1
+    assert batch_size_for(100, 8, 2) == 8  # enough batches already: batch_size
+    assert batch_size_for(20, 8, 2) == 7  # 3 batches, balanced: 7 + 7 + 6
+    assert batch_size_for(0, 8, 2) == 8
 
 
 def test_context_records_reach_the_crops_and_the_subset_is_chosen_per_track(tmp_path):

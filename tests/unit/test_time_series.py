@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -13,7 +14,7 @@ from test_features import SR, beat_grid, sine, white_noise
 
 from mirflow import time_series
 from mirflow.exports import passes_filters
-from mirflow.feature_records import crop_features
+from mirflow.feature_records import features_record
 from mirflow.features import Analysis
 
 RATE = time_series.DEFAULT_FRAME_RATE
@@ -21,7 +22,7 @@ RATE = time_series.DEFAULT_FRAME_RATE
 
 def curves(audio, beats=None, rate=RATE):
     beats = beat_grid(8) if beats is None else beats
-    return time_series.track_curves(Analysis(audio, SR), beats, rate)
+    return pd.DataFrame(time_series.track_curves(Analysis(audio, SR), beats, rate))
 
 
 def test_the_default_rate_is_a_2048_sample_hop():
@@ -121,17 +122,21 @@ def test_the_file_is_plain_parquet(tmp_path):
 
 
 def test_max_silence_drops_a_crop_that_is_mostly_silence(tmp_path):
-    """The export filter reads the silence_fraction the features stage writes."""
+    """The export filter reads the silence_fraction the features stage writes
+    (for a crop: of its span of the track)."""
     music = 0.3 * white_noise(4.0) + sine(220, 4.0, dbfs=-12)
-    mostly_silent = np.concatenate([np.zeros(int(3.2 * SR), np.float32), music[: int(0.8 * SR)]])
-    crops = {}
-    for name, audio in (("t_000", music), ("t_001", mostly_silent)):
-        sf.write(tmp_path / f"{name}.flac", audio, SR)
-        np.savetxt(tmp_path / f"{name}.BEATS", beat_grid(8), fmt="%.3f\t%d")
-        crops[name] = {"audio_file": f"{name}.flac", "beats_file": f"{name}.BEATS",
-                       "start_s": 0.0, "duration_s": 4.0}  # fmt: skip
+    # 4 s of music, 3.2 s of silence, 0.8 s of music: crops at 0 s and 4 s.
+    track = np.concatenate([music, np.zeros(int(3.2 * SR), np.float32), music[: int(0.8 * SR)]])
+    sf.write(tmp_path / "t.flac", track, SR, subtype="PCM_24")
+    np.savetxt(tmp_path / "t.BEATS", beat_grid(16), fmt="%.3f\t%d")
+    n = 4 * SR
+    crops = {
+        f"t_00{i}": {"start_sample": i * n, "end_sample": (i + 1) * n, "start_s": 4.0 * i,
+                     "duration_s": 4.0, "sample_rate": SR, "channels": 1, "stem_files": {}}
+        for i in range(2)
+    }  # fmt: skip
     config = {"dynamics": True, "time_series": {"enabled": False}}
-    infos = crop_features(tmp_path, crops, [], config)
+    infos = features_record(tmp_path / "t.flac", tmp_path / "t.BEATS", [], config, crops).crops
     assert infos["t_000"]["silence_fraction"] < 0.05
     assert infos["t_001"]["silence_fraction"] == pytest.approx(0.8, abs=0.02)
     filters = {"max_silence": 0.5}

@@ -155,7 +155,8 @@ def test_deleting_a_beat_grid_reruns_only_that_track(demo_run):
     mtime = other_info.stat().st_mtime_ns
     dry = run_snakemake(demo_run["root"], demo_run["config"], "--dry-run")
     assert job_counts(dry.stdout) == {
-        "rhythm": 1, "crops": 1, "features": 1, "transcription_batch": 1, "transcription": 1,
+        "rhythm": 1, "crops": 1, "features_batch": 1, "features": 1,
+        "transcription_batch": 1, "transcription": 1,
         "assemble": 1, "export": 1, "summary": 1, "report_plots": 1, "all": 1,  # once per dataset
     }  # fmt: skip
     run_snakemake(demo_run["root"], demo_run["config"])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.settings.types import DeploymentMethod
 from snakemake.common import overwrite_function_params
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # The mirflow package lives in scripts/. Jobs find it without installing:
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from mirflow.atomic import read_json, write_json
 from mirflow.batches import (
     batch_of_record,
+    batch_size_for,
     finished_stems,
     make_batches,
     record_is_current,
@@ -204,7 +206,7 @@ def track_records():
         records.append(f"{TRACK_DIR}/stems.json")
     if config["stages"]["crops"]:
         records.append(f"{TRACK_DIR}/crops.json")
-    if config["stages"]["features"] or crop_features_on():
+    if features_on():
         records.append(f"{TRACK_DIR}/features.json")
     records += [f"{TRACK_DIR}/{name}.json" for name in MODEL_PASSES if PASS_ON[name]]
     return records
@@ -218,17 +220,9 @@ def pass_files_dirs():
 def time_series_file():
     """The track's time series, which the features job writes when they are on
     (features.time_series) and assemble puts beside the track's .INFO."""
-    on = config["features"]["time_series"]["enabled"]
-    if not (on and (config["stages"]["features"] or crop_features_on())):
+    if not (config["features"]["time_series"]["enabled"] and features_on()):
         return {}
     return {"time_series": f"{TRACK_DIR}/{{track}}.timeseries.parquet"}
-
-
-def features_crops():
-    """The crops the features job describes too, when crop features are on."""
-    if not crop_features_on():
-        return {}
-    return {"crops": f"{TRACK_DIR}/crops", "crops_record": f"{TRACK_DIR}/crops.json"}
 
 
 def crops_dir():
@@ -500,21 +494,60 @@ def plan_pass(name):
     batched, so adding tracks adds batches and never reruns finished ones."""
     if not PASS_ON[name]:
         return {}, {}, {}
+    return plan_batches(name, lambda track: [pass_upstream(track)], config[name]["batch_size"])
+
+
+def plan_batches(name, upstream, batch_size, cores=None):
+    """:func:`plan_pass` for the records ``<name>.json`` made from the
+    files ``upstream(track)``; with ``cores``, a few pending tracks are
+    spread over that many batches."""
     origin, pending, finished = {}, [], {}
     for track in TRACKS.index:
         record = f"{OUT}/tracks/{track}/{name}.json"
         batch = None
-        if record_is_current(record, pass_upstream(track)):
+        if record_is_current(record, upstream(track)):
             batch = batch_of_record(record)
         if batch:
             origin[track] = batch
             finished.setdefault(batch, []).append(track)
         else:
             pending.append(track)
-    batches = make_batches(pending, config[name]["batch_size"])
+    if cores:
+        batch_size = batch_size_for(len(pending), batch_size, cores)
+    batches = make_batches(pending, batch_size)
     for batch, members in batches.items():
         origin.update({track: batch for track in members})
     return origin, batches, finished
+
+
+# ---- features ---------------------------------------------------------------
+
+
+def features_on():
+    return config["stages"]["features"] or crop_features_on()
+
+
+def features_inputs(track):
+    """What a track's features are made from."""
+    folder = f"{OUT}/tracks/{track}"
+    inputs = [f"{folder}/source.json", f"{folder}/rhythm.json", f"{folder}/{track}.BEATS"]
+    if crop_features_on():
+        inputs.append(f"{folder}/crops.json")
+    if SEPARATION_ON:
+        inputs += [f"{folder}/stems.json", f"{folder}/stems"]
+    return inputs
+
+
+def plan_features():
+    """:func:`plan_pass` for the features: batches of features.batch_size
+    tracks, split further so that a small library still uses every core."""
+    if not features_on():
+        return {}, {}, {}
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # none given (a cluster executor): batches of batch_size
+        cores = None
+    return plan_batches("features", features_inputs, config["features"]["batch_size"], cores)
 
 
 # ---- the run's plan ---------------------------------------------------------
@@ -529,8 +562,16 @@ PLAN_FILE = f"{OUT}/.mirflow/plan-{SHARD.name}.json" if IN_SHARD else f"{OUT}/.m
 
 def make_plan():
     if MERGE_SHARDS:  # no per-track job runs, so there is nothing to batch
-        return {"stems": ({}, {}, {}), "passes": {name: ({}, {}, {}) for name in MODEL_PASSES}}
-    return {"stems": plan_stems(), "passes": {name: plan_pass(name) for name in MODEL_PASSES}}
+        return {
+            "stems": ({}, {}, {}),
+            "passes": {name: ({}, {}, {}) for name in MODEL_PASSES},
+            "features": ({}, {}, {}),
+        }
+    return {
+        "stems": plan_stems(),
+        "passes": {name: plan_pass(name) for name in MODEL_PASSES},
+        "features": plan_features(),
+    }
 
 
 if not workflow.is_main_process and os.path.exists(PLAN_FILE):
@@ -539,6 +580,8 @@ else:
     PLAN = make_plan()
 STEM_ORIGIN, BATCHES, FINISHED_BATCHES = PLAN["stems"]
 PASS_PLANS = PLAN["passes"]
+#: Every batched per-track rule's plan: the model passes' and the features'.
+BATCH_PLANS = {**PASS_PLANS, "features": PLAN["features"]}
 
 if BATCHES:
     stop_if_missing("source_separation", "source separation", SEPARATION_MISSING)
@@ -548,7 +591,7 @@ for _name, (_, _pending, _) in PASS_PLANS.items():
 
 
 def pass_batch_tracks(name, batch):
-    origin, pending, finished = PASS_PLANS[name]
+    origin, pending, finished = BATCH_PLANS[name]
     return pending.get(batch) or finished.get(batch, [])
 
 
@@ -584,16 +627,38 @@ def pass_members(name):
     return members
 
 
+@input_function
+def features_members(wildcards):
+    """Params function: the files each track of a features batch is made from."""
+    members = []
+    for track in pass_batch_tracks("features", wildcards.batch):
+        folder = f"{OUT}/tracks/{track}"
+        members.append(
+            {
+                "track": track,
+                "source": SOURCE_PATH[track],
+                "source_record": f"{folder}/source.json",
+                "rhythm": f"{folder}/rhythm.json",
+                "beats": f"{folder}/{track}.BEATS",
+                "crops_record": f"{folder}/crops.json" if crop_features_on() else None,
+                "stems_record": f"{folder}/stems.json" if SEPARATION_ON else None,
+                "stems": f"{folder}/stems" if SEPARATION_ON else None,
+            }
+        )
+    return members
+
+
 def pass_batch_inputs(name):
     """Input function: the records a batch's tracks are made from."""
 
+    def upstream(track):
+        if name == "features":
+            return features_inputs(track)
+        return [pass_upstream(track), *pass_context(name, track)]
+
     @input_function
     def inputs(wildcards):
-        return [
-            record
-            for track in pass_batch_tracks(name, wildcards.batch)
-            for record in [pass_upstream(track), *pass_context(name, track)]
-        ]
+        return [path for track in pass_batch_tracks(name, wildcards.batch) for path in upstream(track)]
 
     return inputs
 
@@ -605,7 +670,7 @@ def pass_batch_dir(name):
 
     @input_function
     def batch_dir(wildcards):
-        return f"{OUT}/passes/{name}/{PASS_PLANS[name][0][wildcards.track]}"
+        return f"{OUT}/passes/{name}/{BATCH_PLANS[name][0][wildcards.track]}"
 
     return batch_dir
 

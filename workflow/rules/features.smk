@@ -1,19 +1,22 @@
-rule features:
+# Features of each track and of its crops, and the track's time series.
+# One features_batch job takes features.batch_size tracks: its fixed cost
+# (essentia's TensorFlow libraries, scipy.signal, numba's kernels: ~4.5 s) is
+# as much as a whole song's features, so it is paid once per batch, not per
+# track. As with the model passes, only tracks without a current record are
+# batched, and rule features gives each track its own files.
+
+
+rule features_batch:
     input:
-        **features_crops(),
-        **track_stems(),
-        source=f"{OUT}/tracks/{{track}}/source.json",
-        beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
-        rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
+        records=pass_batch_inputs("features"),
     output:
-        record=f"{OUT}/tracks/{{track}}/features.json",
-        **time_series_file(),
+        batch=temp(directory(f"{OUT}/passes/features/{{batch}}")),
     log:
-        f"{LOGS}/features/{{track}}.log",
+        f"{LOGS}/features/{{batch}}.log",
     benchmark:
-        f"{BENCHMARKS}/features/{{track}}.tsv"
+        f"{BENCHMARKS}/features/{{batch}}.tsv"
     params:
-        source=get_source_path,
+        members=features_members,
         track_features=config["stages"]["features"],
         enabled=config["features"],
     threads: 1
@@ -23,3 +26,24 @@ rule features:
         CONDA_ENV
     script:
         "../../scripts/features.py"
+
+
+# Copies the track's part of the batch out (a shell command: no Python start-up).
+rule features:
+    input:
+        batch=pass_batch_dir("features"),
+    output:
+        record=f"{TRACK_DIR}/features.json",
+        **time_series_file(),
+    log:
+        f"{LOGS}/features/tracks/{{track}}.log",
+    params:
+        series=lambda wildcards, output: output.get("time_series", ""),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "cp {input.batch:q}/{wildcards.track}/features.json {output.record:q} 2> {log:q}"
+        " && if [ -n {params.series:q} ]; then"
+        " cp {input.batch:q}/{wildcards.track}/{wildcards.track}.timeseries.parquet"
+        " {params.series:q} 2>> {log:q}; fi"
