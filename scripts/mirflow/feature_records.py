@@ -4,9 +4,10 @@ of its crops, shaped as one record (``track`` fields for the track's .INFO,
 (:mod:`mirflow.time_series`), of which each crop's ``time_series`` is a slice.
 The track is analysed once; its crops are spans of that analysis.
 
-One job does both because the fixed cost of a job (a Python process, the
-imports: essentia's TensorFlow libraries, scipy.signal, numba's cached
-kernels) is about 4.5 s, as much as the features of two minutes of audio.
+One job takes a batch of tracks (:func:`features_batch`) because its fixed
+cost (a Python process, the imports: essentia's TensorFlow libraries,
+scipy.signal, numba's cached kernels) is about 4.5 s, as much as the
+features of two minutes of audio.
 """
 
 from __future__ import annotations
