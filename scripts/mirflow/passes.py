@@ -181,7 +181,8 @@ def transcription_runner(options: dict[str, Any], models_dir: str) -> PassRunner
 
 
 def captions_runner(options: dict[str, Any], models_dir: str) -> PassRunner:
-    from mirflow.captions import Captioner, find_model, selected_for_caption  # noqa: PLC0415
+    from mirflow.caption_prompts import selected_for_caption  # noqa: PLC0415
+    from mirflow.captions import Captioner, find_model  # noqa: PLC0415
 
     gguf, mmproj = find_model(models_dir, options["model"])
     model = Captioner.load(
@@ -218,7 +219,7 @@ CAPTION_PARAMS = (
 def caption_fields(model: Any, path: str | Path, known: dict[str, Any], options: dict) -> dict:
     """Captions of one file, with the prompts as filled in (Essentia genres and
     tags from earlier records, when they exist) for the ``.INFO``."""
-    from mirflow.captions import prompt_fields  # noqa: PLC0415
+    from mirflow.caption_prompts import prompt_fields  # noqa: PLC0415
 
     genres, metadata = known.get("essentia_genre"), known
     captions = model.caption_file(
@@ -261,29 +262,58 @@ def captions_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
 
 @dataclass(frozen=True)
 class ModelPass:
-    """One model pass: how to load it, what it needs, what counts its loads."""
+    """One model pass, described once: the workflow makes its rules from this
+    (workflow/rules/passes.smk), ``make models`` and the parse-time check find
+    its files through ``missing``, and the tests count its loads.
+
+    ``gpu(options)`` is the GPUs its batch job reserves; ``reads`` the earlier
+    records (by stage name) whose fields it uses, when that stage runs;
+    ``files`` the track folder its files (``<batch>/<track>/files``) are
+    copied to, if it writes any.
+    """
 
     runner: Callable[[dict[str, Any], str], PassRunner]  # (options, models_dir), loads the model
     missing: Callable[[dict[str, Any], str], list[Path]]  # model files not in models_dir
     model_class: tuple[str, str]  # (module, class) whose ``load_count`` counts loads
+    summary: str  # what it adds, for the rules file and the docs
+    gpu: Callable[[dict[str, Any]], int] = lambda options: 0
+    reads: tuple[str, ...] = ()
+    files: str | None = None
 
 
 #: The passes, in the order their fields reach the .INFO. Captions come last:
 #: their prompts use the classifiers' labels. basic-pitch's model ships inside
-#: its wheel: transcription has nothing to fetch.
+#: its wheel: transcription has nothing to fetch. AudioBox runs on CUDA when it
+#: can; Essentia's and basic-pitch's builds here are CPU-only.
 PASSES: dict[str, ModelPass] = {
     "aesthetics": ModelPass(
-        aesthetics_runner, aesthetics_missing, ("mirflow.aesthetics", "AestheticsModel")
+        aesthetics_runner,
+        aesthetics_missing,
+        ("mirflow.aesthetics", "AestheticsModel"),
+        "AudioBox Aesthetics scores (CE, CU, PC, PQ) of every crop and of the whole track",
+        gpu=lambda options: int(options["device"] != "cpu"),
     ),
     "classifiers": ModelPass(
-        classifiers_runner, classifiers_missing, ("mirflow.classifiers", "EssentiaClassifiers")
+        classifiers_runner,
+        classifiers_missing,
+        ("mirflow.classifiers", "EssentiaClassifiers"),
+        "Essentia classifier labels (genre, mood, instrument, voice, danceability, tonality)",
     ),
     "transcription": ModelPass(
         transcription_runner,
         lambda options, models_dir: [],
         ("mirflow.transcription", "NoteTranscriber"),
-    ),  # fmt: skip
-    "captions": ModelPass(captions_runner, captions_missing, ("mirflow.captions", "Captioner")),
+        "MIDI (basic-pitch) of every crop and of its bass, other and vocals stems",
+        files="midi",
+    ),
+    "captions": ModelPass(
+        captions_runner,
+        captions_missing,
+        ("mirflow.captions", "Captioner"),
+        "Music Flamingo captions of the crops (and optionally the whole track)",
+        gpu=lambda options: int(options["n_gpu_layers"] != 0),
+        reads=("source", "classifiers"),
+    ),
 }
 
 

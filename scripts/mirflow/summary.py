@@ -243,6 +243,48 @@ def write_unfinished_summary(
     return summary
 
 
+def failed_run_report(
+    output_root: str | os.PathLike,
+    input_root: str | os.PathLike,
+    relpaths: dict[str, str],
+    records: dict[str, list[str]],
+    log_text: str,
+    *,
+    shard: bool = False,
+    notes: list[str] = (),
+) -> str:
+    """What the run's error hook prints when a job failed (not a bad track:
+    those are recorded and the run goes on). Each track the failure left
+    unfinished is named with its stage and cause (mirflow.unfinished); the
+    summary is written for them, except in a shard (summary.json is the
+    library's: the merge writes it). ``relpaths``: track -> library path;
+    ``records``: each track's records in stage order; ``log_text``:
+    Snakemake's log of the run."""
+    from mirflow.unfinished import find_unfinished  # noqa: PLC0415
+
+    lines = []
+    unfinished = find_unfinished(output_root, records, log_text, run_started(output_root))
+    if unfinished and shard:
+        lines += [f"mirflow: {u.track} unfinished: {u.cause}" for u in unfinished]
+    elif unfinished:
+        try:
+            summary = write_unfinished_summary(
+                output_root,
+                input_root,
+                list(relpaths),
+                {u.track: (relpaths[u.track], u.cause) for u in unfinished},
+                notes=notes,
+            )
+            lines.append(format_summary(summary))
+        except OSError as error:  # e.g. the full disk that failed the job
+            lines.append(f"mirflow: could not write the summary: {error}")
+    lines.append(
+        "mirflow: some jobs failed (not a bad track: those are recorded and the run goes on). "
+        f"See the log named above each error, under {Path(output_root) / 'logs'}/."
+    )
+    return "\n".join(lines)
+
+
 def write_summary(summary: Summary, manifest: pd.DataFrame, summary_path, manifest_path) -> None:
     from mirflow.atomic import atomic_path  # noqa: PLC0415
 

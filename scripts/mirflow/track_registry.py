@@ -31,6 +31,7 @@ on :func:`load_registry`'s mapping, which gives the same ids without writing.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -153,3 +154,32 @@ def update_registry(path: str | os.PathLike, relpaths: Iterable[str]) -> dict[st
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     return ids
+
+
+def library_table(library: str | os.PathLike, output: str | os.PathLike, *, register: bool):
+    """The library's tracks (discovery + ids), a pandas DataFrame indexed by id
+    with columns track, path, relpath, library_stems.
+
+    Ids come from the output's registry: with ``register`` (a run's main
+    process) new files' ids are registered under its lock, so shards started
+    at once agree; otherwise (a dry run, a job) the same ids are computed
+    without writing. Raises LibraryError or RegistryError.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    from mirflow.discovery import discover  # noqa: PLC0415
+
+    registry = registry_path(os.path.normpath(output))
+    if register:
+        assign = functools.partial(update_registry, registry)
+    else:
+        assign = lambda relpaths: assign_ids(relpaths, load_registry(registry))  # noqa: E731
+    tracks = discover(library, exclude=[output], assign=assign)
+    return pd.DataFrame(
+        {
+            "track": [t.track for t in tracks],
+            "path": [str(t.path) for t in tracks],
+            "relpath": [t.relpath for t in tracks],
+            "library_stems": [dict(t.library_stems) for t in tracks],
+        }
+    ).set_index("track", drop=False)

@@ -208,8 +208,9 @@ def test_gpu_rule_goes_to_the_gpu_partition_with_a_gpu(cluster, tmp_path):
     name = write_tiny_htdemucs(tmp_path / "models" / "demucs", name="tiny_htdemucs")
     config = write_config(
         tmp_path / "config.yaml", library, tmp_path / "out", models_dir=str(tmp_path / "models"),
-        source_separation={"enabled": True, "device": "cpu", "threads": 1, "mem_mb": 2000,
+        source_separation={"enabled": True, "device": "cpu", "threads": 1,
                            "demucs": {"model": name}},
+        resources={"mem_mb": {"separate": 2000}},
         crops={"length_samples": 65536},
     )  # fmt: skip
     before = {job["id"] for job in cluster.jobs()}

@@ -1,11 +1,12 @@
 rule assemble:
     input:
-        records=track_records(),
-        beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
-        crops=crops_dir(),
-        stems=stems_dir(),
-        files=pass_files_dirs(),
         **time_series_file(),
+        records=track_records(),
+        beats=f"{TRACK_DIR}/{{track}}.BEATS",
+        crops=[f"{TRACK_DIR}/crops"] if config["stages"]["crops"] else [],
+        stems=[f"{TRACK_DIR}/stems"] if SEPARATION_ON else [],
+        # Files a pass wrote for the track's crops (transcription's MIDI).
+        files=[f"{TRACK_DIR}/{p.files}" for n, p in PASSES.items() if p.files and PASS_ON[n]],
     output:
         dataset=directory(f"{OUT}/dataset/{{track}}"),
     log:

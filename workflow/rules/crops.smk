@@ -1,12 +1,20 @@
+CROP_STEMS = (
+    {"stems": f"{TRACK_DIR}/stems", "stems_record": f"{TRACK_DIR}/stems.json"}
+    if SEPARATION_ON and not config["crops"]["skip_stems"]
+    else {}
+)
+
+
 rule crops:
     input:
-        **crop_stems(),
-        source=f"{OUT}/tracks/{{track}}/source.json",
-        beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
-        rhythm=f"{OUT}/tracks/{{track}}/rhythm.json",
+        # Stems the crops stage cuts with the mix (none with crops.skip_stems).
+        **CROP_STEMS,
+        source=f"{TRACK_DIR}/source.json",
+        beats=f"{TRACK_DIR}/{{track}}.BEATS",
+        rhythm=f"{TRACK_DIR}/rhythm.json",
     output:
-        crops=directory(f"{OUT}/tracks/{{track}}/crops"),
-        record=f"{OUT}/tracks/{{track}}/crops.json",
+        crops=directory(f"{TRACK_DIR}/crops"),
+        record=f"{TRACK_DIR}/crops.json",
     log:
         f"{LOGS}/crops/{{track}}.log",
     benchmark:

@@ -8,7 +8,7 @@
 
 rule features_batch:
     input:
-        records=pass_batch_inputs("features"),
+        records=get_batch_inputs("features"),
     output:
         batch=temp(directory(f"{OUT}/passes/features/{{batch}}")),
     log:
@@ -16,25 +16,25 @@ rule features_batch:
     benchmark:
         f"{BENCHMARKS}/features/{{batch}}.tsv"
     params:
-        members=features_members,
+        members=get_features_members,
         track_features=config["stages"]["features"],
         enabled=config["features"],
     threads: 1
     resources:
-        mem_mb=mem_mb("features"),
+        mem_mb=mem_mb("features_batch"),
     conda:
         CONDA_ENV
     script:
-        "../../scripts/features.py"
+        "../../scripts/features_batch.py"
 
 
 # Copies the track's part of the batch out (a shell command: no Python start-up).
 rule features:
     input:
-        batch=pass_batch_dir("features"),
+        batch=get_batch_dir("features"),
     output:
-        record=f"{TRACK_DIR}/features.json",
         **time_series_file(),
+        record=f"{TRACK_DIR}/features.json",
     log:
         f"{LOGS}/features/tracks/{{track}}.log",
     params:

@@ -2,7 +2,7 @@ rule ingest:
     input:
         audio=get_source_audio,
     output:
-        record=f"{OUT}/tracks/{{track}}/source.json",
+        record=f"{TRACK_DIR}/source.json",
     log:
         f"{LOGS}/ingest/{{track}}.log",
     benchmark:

@@ -1,6 +1,11 @@
 # Figures of the dataset for `snakemake --report report.html`; each caption
 # (workflow/report/<name>.rst) says what its figure shows.
 
+#: The report's figures (mirflow.report_plots.PLOTS): one caption file each.
+REPORT_PLOTS = sorted(
+    p.stem for p in Path(workflow.basedir, "report").glob("*.rst") if p.stem != "workflow"
+)
+
 
 rule report_plots:
     input:

@@ -21,10 +21,10 @@ if len(TRACKS) and workflow.is_main_process and RHYTHM["backend"] == "beat_this"
 
 rule rhythm:
     input:
-        source=f"{OUT}/tracks/{{track}}/source.json",
+        source=f"{TRACK_DIR}/source.json",
     output:
-        beats=f"{OUT}/tracks/{{track}}/{{track}}.BEATS",
-        record=f"{OUT}/tracks/{{track}}/rhythm.json",
+        beats=f"{TRACK_DIR}/{{track}}.BEATS",
+        record=f"{TRACK_DIR}/rhythm.json",
     log:
         f"{LOGS}/rhythm/{{track}}.log",
     benchmark:

@@ -1,7 +1,7 @@
-# Separation runs in batches so a model is loaded once per job (see
-# mirflow.batches: only tracks without current stems are batched). Each
-# track's stems then become its own target (rule stems), so a finished track
-# is never separated again and stems already in the library are used as they are.
+# Separation runs in batches so a model is loaded once per job (mirflow.plan:
+# only tracks without current stems are batched). Each track's stems then
+# become its own target (rule stems), so a finished track is never separated
+# again and stems already in the library are used as they are.
 
 
 rule separate:
@@ -20,7 +20,7 @@ rule separate:
     threads: SEPARATION["threads"]
     resources:
         gpu=1,
-        mem_mb=SEPARATION["mem_mb"],
+        mem_mb=mem_mb("separate"),
         vram_mb=SEPARATION["vram_mb"],
     conda:
         CONDA_ENV
@@ -32,8 +32,8 @@ rule stems:
     input:
         batch=get_stems_input,
     output:
-        stems=directory(f"{OUT}/tracks/{{track}}/stems"),
-        record=f"{OUT}/tracks/{{track}}/stems.json",
+        stems=directory(f"{TRACK_DIR}/stems"),
+        record=f"{TRACK_DIR}/stems.json",
     log:
         f"{LOGS}/stems/{{track}}.log",
     benchmark:

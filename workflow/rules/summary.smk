@@ -12,7 +12,7 @@ rule summary:
         **merge_params(),
         output_root=lambda wildcards, output: os.path.dirname(output.summary),
         input_root=config["input"],
-        notes=[SEPARATION_NOTE, *PASS_NOTES],
+        notes=NOTES,
     threads: 1
     conda:
         CONDA_ENV
