@@ -40,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from mirflow.audio import load_audio
-    from mirflow.captions import DEFAULT_PROMPTS, Captioner, fill_prompt
+    from mirflow.caption_prompts import DEFAULT_PROMPTS, fill_prompt
+    from mirflow.captions import Captioner
     from mirflow.discovery import discover
 
     if (args.model is None) != (args.mmproj is None):

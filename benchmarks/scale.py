@@ -117,19 +117,18 @@ def make_library(root: Path, tracks: int, mtime: float | None = None) -> None:
 
 def placeholder_models(models_dir: Path, config: dict) -> None:
     """Empty files wherever the config expects a model, so every pass is on."""
+    from mirflow.models import missing_for
     from mirflow.passes import PASSES
-    from mirflow.separation import missing_files
 
     flamingo = models_dir / "music-flamingo"
     flamingo.mkdir(parents=True, exist_ok=True)
     (flamingo / "music-flamingo-hf.Q8_0.gguf").touch()
     (flamingo / "music-flamingo-hf.mmproj-f16.gguf").touch()
     for _ in range(3):  # a Demucs bag's yaml names the weights it needs: look again
-        missing = missing_files(config["source_separation"], models_dir)
-        missing += [
+        missing = [
             p
-            for name, model_pass in PASSES.items()
-            for p in model_pass.missing(config[name], models_dir)
+            for section in ("source_separation", *PASSES)
+            for p in missing_for(section, config[section], models_dir)
         ]
         for path in missing:
             path.parent.mkdir(parents=True, exist_ok=True)

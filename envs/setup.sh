@@ -25,6 +25,8 @@ cd "$(dirname "$0")/.."
 # audio-separator needs it on PATH.
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# fpcalc (Chromaprint): acoustic fingerprints for duplicate detection, offline.
+command -v fpcalc >/dev/null 2>&1 || missing+=(libchromaprint-tools)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing system packages: ${missing[*]}"

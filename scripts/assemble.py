@@ -1,11 +1,16 @@
 """Rule assemble: merge a track's records into its dataset folder of .INFO sidecars."""
 
 from mirflow.assemble import assemble_track
+from mirflow.fingerprint import duplicates_result
 from mirflow.logs import log_to_file
 from mirflow.records import read_result
 
 log = log_to_file(snakemake.log[0])
 results = [read_result(path) for path in snakemake.input.records]
+if snakemake.input.duplicates:  # read now: the param is the last run's view
+    results.append(
+        duplicates_result(snakemake.input.duplicates[0], snakemake.wildcards.track, results)
+    )
 info = assemble_track(
     snakemake.wildcards.track,
     results,

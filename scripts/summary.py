@@ -34,6 +34,7 @@ summary, manifest = summarize(
     notes=snakemake.params.notes,
     exports=read_json(snakemake.input.exports[0]) if snakemake.input.exports else None,
     pending=pending,
+    duplicates=read_json(snakemake.input.duplicates[0]) if snakemake.input.duplicates else None,
 )
 write_summary(summary, manifest, snakemake.output.summary, snakemake.output.manifest)
 log.info("\n%s", format_summary(summary))

@@ -26,7 +26,8 @@ cutting mel patches), TensorFlow 0.47-0.74 s with bs64 (every call is padded to 
 mel frames included) and 0.22 s with bs1.
 
 Model files live flat in ``<models_dir>/essentia/`` under their official names
-(:func:`required_files`). The models are CC BY-NC-SA 4.0 (non-commercial).
+(:func:`required_files`). The models are CC BY-NC-SA 4.0 (non-commercial). Their metadata
+reader and the ONNX embedding runner are in mirflow.essentia_models.
 
 Importing this module is cheap: essentia (and the TensorFlow library it bundles, ~1 s) is
 imported by :meth:`EssentiaClassifiers.load` only.
@@ -34,7 +35,6 @@ imported by :meth:`EssentiaClassifiers.load` only.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -48,6 +48,7 @@ import numpy as np
 from mirflow.audio import load_audio
 from mirflow.errors import ModelNotFoundError, TrackError
 from mirflow.essentia_import import essentia_standard
+from mirflow.essentia_models import FETCH_ESSENTIA, OnnxEmbedding, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 #: Sub-folder of models/ holding the .pb and .json files.
 MODEL_SUBDIR = "essentia"
-_MAKE_MODELS = "run `make models` (downloads the Essentia models into models/)"
 
 #: Essentia computes mel frames of 512 samples every 256 (TensorflowInputMusiCNN inside
 #: TensorflowPredictEffnetDiscogs, first frame centred on sample 0) and feeds patches of 128
@@ -266,47 +266,6 @@ def top_k_labels(
     return {str(labels[i]): float(probabilities[i]) for i in chosen}
 
 
-# -- metadata ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """What mirflow reads from a model's published .json."""
-
-    path: Path
-    classes: tuple[str, ...]
-    input_node: str
-    output_node: str  # the output with the wanted ``output_purpose``
-    input_shape: tuple[Any, ...]
-    output_shape: tuple[Any, ...]
-    sample_rate: int | None
-
-
-def read_metadata(path: Path, purpose: str) -> ModelMetadata:
-    """Parse a model .json; ModelNotFoundError (delete and re-download) if it is malformed."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        schema = data["schema"]
-        model_input = schema["inputs"][0]
-        outputs = [o for o in schema["outputs"] if o.get("output_purpose") == purpose]
-        if not outputs:
-            raise KeyError(f"no output with output_purpose {purpose!r}")
-        sample_rate = (data.get("inference") or {}).get("sample_rate")
-        return ModelMetadata(
-            path=path,
-            classes=tuple(str(c) for c in data.get("classes") or ()),
-            input_node=str(model_input["name"]),
-            output_node=str(outputs[0]["name"]),
-            input_shape=tuple(model_input.get("shape") or ()),
-            output_shape=tuple(outputs[0].get("shape") or ()),
-            sample_rate=int(sample_rate) if sample_rate is not None else None,
-        )
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ModelNotFoundError(
-            f"{path} is not Essentia model metadata ({exc}); delete it and {_MAKE_MODELS}"
-        ) from exc
-
-
 # -- the classifier ------------------------------------------------------------------------------
 
 
@@ -343,7 +302,7 @@ class EssentiaClassifiers:
         if missing:
             verb = "is" if len(missing) == 1 else "are"
             raise ModelNotFoundError(
-                f"{', '.join(str(p) for p in missing)} {verb} missing: {_MAKE_MODELS}"
+                f"{', '.join(str(p) for p in missing)} {verb} missing: {FETCH_ESSENTIA}"
             )
 
         self.options = opts
@@ -367,7 +326,7 @@ class EssentiaClassifiers:
         started = time.perf_counter()
         es = essentia_standard()
         if embedding.backend == "onnx":
-            self._embedding_algo = _OnnxEmbedding(es, graph, self.embedding_dim)
+            self._embedding_algo = OnnxEmbedding(es, graph, self.embedding_dim)
         else:
             self._embedding_algo = _make(
                 es.TensorflowPredictEffnetDiscogs,
@@ -416,20 +375,22 @@ class EssentiaClassifiers:
         except RuntimeError as exc:
             raise ModelNotFoundError(
                 f"{pb} does not run on {self.embedding_dim}-d embeddings ({exc}); delete it "
-                f"and {_MAKE_MODELS}"
+                f"and {FETCH_ESSENTIA}"
             ) from exc
         if out.ndim != 2 or out.shape[1] != len(meta.classes):
             raise ModelNotFoundError(
                 f"{pb} gives {out.shape[-1] if out.ndim else 0} values per patch but {meta.path} "
                 f"lists {len(meta.classes)} classes: the two files do not belong together; "
-                f"delete them and {_MAKE_MODELS}"
+                f"delete them and {FETCH_ESSENTIA}"
             )
 
     def _check_head(self, key: str) -> dict[str, int]:
         """Field -> class index for scalar heads; checks the labels and the input size."""
         head, meta = HEADS[key], self.head_metadata[key]
         if not meta.classes:
-            raise ModelNotFoundError(f"{meta.path} lists no classes; delete it and {_MAKE_MODELS}")
+            raise ModelNotFoundError(
+                f"{meta.path} lists no classes; delete it and {FETCH_ESSENTIA}"
+            )
         head_dim = _last_int(meta.input_shape)
         if head_dim is not None and head_dim != self.embedding_dim:
             raise ModelNotFoundError(
@@ -443,7 +404,7 @@ class EssentiaClassifiers:
             if label not in meta.classes:
                 raise ModelNotFoundError(
                     f"{meta.path}: class {label!r} (for {field}) is not among its classes "
-                    f"{list(meta.classes)}; delete it and {_MAKE_MODELS}"
+                    f"{list(meta.classes)}; delete it and {FETCH_ESSENTIA}"
                 )
             index[field] = meta.classes.index(label)
         return index
@@ -505,78 +466,6 @@ class EssentiaClassifiers:
             raise TrackError(f"{path}: {exc}") from exc
 
 
-# -- the ONNX embedding runner ---------------------------------------------------------------------
-
-#: Mel frames and patches exactly as TensorflowPredictEffnetDiscogs makes them (its defaults):
-#: FrameCutter(512, 256), TensorflowInputMusiCNN (96 bands), 128-frame patches every 62 frames,
-#: an incomplete last patch dropped. Checked against it: identical embeddings (1.6e-7 relative)
-#: on an EfficientNet-B0 with random weights run in both runtimes.
-FRAME_SIZE, HOP_SIZE, PATCH_FRAMES, PATCH_HOP, MEL_BANDS = 512, 256, 128, 62, 96
-#: Patches per onnxruntime call, bounding memory on long tracks.
-ONNX_BATCH = 64
-
-
-class _OnnxEmbedding:
-    """discogs-effnet-bsdynamic-1.onnx in onnxruntime, fed mel patches computed with Essentia.
-
-    The tensor names are read from the model itself: the published .json gives the TensorFlow
-    ones (``PartitionedCall:1``), not the ONNX graph's. The output is the one named
-    ``embeddings`` or else the only one whose last dimension is the embedding size.
-    """
-
-    def __init__(self, es, path: Path, embedding_dim: int) -> None:
-        import onnxruntime as ort  # noqa: PLC0415
-        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors  # noqa: PLC0415
-
-        errors = (
-            ort_errors.Fail,
-            ort_errors.InvalidProtobuf,
-            ort_errors.InvalidGraph,
-            ort_errors.NoSuchFile,
-            ort_errors.InvalidArgument,
-            ort_errors.RuntimeException,
-        )
-        try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except errors as exc:
-            raise ModelNotFoundError(
-                f"{path} could not be loaded by onnxruntime ({exc}); delete it and {_MAKE_MODELS}"
-            ) from exc
-        (model_input,) = self.session.get_inputs()
-        self.input_name = model_input.name
-        outputs = self.session.get_outputs()
-        named = [o.name for o in outputs if o.name == "embeddings"]
-        sized = [o.name for o in outputs if o.shape and o.shape[-1] == embedding_dim]
-        if not (named or len(sized) == 1):
-            raise ModelNotFoundError(
-                f"{path}: no output named 'embeddings' or of width {embedding_dim} among "
-                f"{[(o.name, o.shape) for o in outputs]}; delete it and {_MAKE_MODELS}"
-            )
-        self.output_name = (named or sized)[0]
-        self._es = es
-        self._mel = es.TensorflowInputMusiCNN()
-
-    def patches(self, audio: np.ndarray) -> np.ndarray:
-        """``(patches, 128, 96)`` float32 log-mel patches of 16 kHz mono ``audio``."""
-        cutter = self._es.FrameCutter(frameSize=FRAME_SIZE, hopSize=HOP_SIZE)
-        bands = []
-        while (frame := cutter(audio)).size:
-            bands.append(self._mel(frame))
-        frames = np.asarray(bands, dtype=np.float32)
-        starts = range(0, len(frames) - PATCH_FRAMES + 1, PATCH_HOP)
-        if not starts:
-            return np.zeros((0, PATCH_FRAMES, MEL_BANDS), np.float32)
-        return np.stack([frames[s : s + PATCH_FRAMES] for s in starts])
-
-    def __call__(self, audio: np.ndarray) -> np.ndarray:
-        patches = self.patches(audio)
-        chunks = [
-            self.session.run([self.output_name], {self.input_name: patches[i : i + ONNX_BATCH]})[0]
-            for i in range(0, len(patches), ONNX_BATCH)
-        ]
-        return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -588,7 +477,8 @@ def _make(algorithm, pb: Path, **params):
     except RuntimeError as exc:
         message = " ".join(str(exc).split())
         raise ModelNotFoundError(
-            f"{pb} could not be loaded by Essentia ({message[:300]}); delete it and {_MAKE_MODELS}"
+            f"{pb} could not be loaded by Essentia ({message[:300]}); "
+            f"delete it and {FETCH_ESSENTIA}"
         ) from exc
 
 

@@ -175,46 +175,49 @@ def features_batch(
     its features are made from (``source_record``, ``rhythm``, ``beats``,
     ``crops_record`` and ``stems_record``/``stems``, None when off).
     """
+    from mirflow.progress import Progress  # noqa: PLC0415
     from mirflow.records import read_result, run_stage, write_result  # noqa: PLC0415
     from mirflow.stems import stems_of  # noqa: PLC0415
     from mirflow.time_series import write_empty_table  # noqa: PLC0415
 
     series_on = series_options(config_features)[0] is not None
     results = {}
-    for member in members:
-        folder = Path(out_dir) / member["track"]
-        folder.mkdir(parents=True, exist_ok=True)
-        series = folder / f"{member['track']}.timeseries.parquet"
-        source, rhythm = read_result(member["source_record"]), read_result(member["rhythm"])
-        upstream = [source, rhythm]
-        stems_record, stems = stems_of(member.get("stems_record"), member.get("stems"))
-        upstream += [stems_record] if stems_record else []
-        crops = read_result(member["crops_record"]) if member.get("crops_record") else None
-        upstream += [crops] if crops else []
+    with Progress(len(members), f"features {batch}", unit="tracks") as bar:
+        for member in members:
+            folder = Path(out_dir) / member["track"]
+            folder.mkdir(parents=True, exist_ok=True)
+            series = folder / f"{member['track']}.timeseries.parquet"
+            source, rhythm = read_result(member["source_record"]), read_result(member["rhythm"])
+            upstream = [source, rhythm]
+            stems_record, stems = stems_of(member.get("stems_record"), member.get("stems"))
+            upstream += [stems_record] if stems_record else []
+            crops = read_result(member["crops_record"]) if member.get("crops_record") else None
+            upstream += [crops] if crops else []
 
-        def compute(member=member, rhythm=rhythm, crops=crops, stems=stems, series=series):
-            return features_record(
-                member["source"],
-                member["beats"],
-                rhythm.data.get("onsets", []),
-                config_features,
-                crops=crops.crops if crops else None,
-                stems=stems,
-                tempo_defined=rhythm.track.get("bpm_is_defined", True),
-                track_features=track_features,
-                time_series_path=series if series_on else None,
-            )
+            def compute(member=member, rhythm=rhythm, crops=crops, stems=stems, series=series):
+                return features_record(
+                    member["source"],
+                    member["beats"],
+                    rhythm.data.get("onsets", []),
+                    config_features,
+                    crops=crops.crops if crops else None,
+                    stems=stems,
+                    tempo_defined=rhythm.track.get("bpm_is_defined", True),
+                    track_features=track_features,
+                    time_series_path=series if series_on else None,
+                )
 
-        result = run_stage("features", upstream, compute)
-        result.data["batch"] = batch
-        if series_on and not result.track.get("time_series_file"):
-            write_empty_table(series)  # skipped or failed: assemble ignores it
-        write_result(folder / "features.json", result)
-        log.info(
-            "%s: %s, track features %s, %d crops %s",
-            member["track"], result.status, bool(result.track), len(result.crops), result.error,
-        )  # fmt: skip
-        results[member["track"]] = result
+            result = run_stage("features", upstream, compute)
+            result.data["batch"] = batch
+            if series_on and not result.track.get("time_series_file"):
+                write_empty_table(series)  # skipped or failed: assemble ignores it
+            write_result(folder / "features.json", result)
+            log.info(
+                "%s: %s, track features %s, %d crops %s",
+                member["track"], result.status, bool(result.track), len(result.crops), result.error,
+            )  # fmt: skip
+            results[member["track"]] = result
+            bar.update()
     return results
 
 

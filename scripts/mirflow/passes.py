@@ -24,10 +24,13 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mirflow.errors import TrackError
+from mirflow.models import missing_for
+from mirflow.progress import Progress
 from mirflow.provenance import provenance
 from mirflow.records import StageResult, read_result, run_stage, write_result
 
@@ -74,35 +77,52 @@ def run_pass_batch(
     out_dir: str | os.PathLike,
     batch: str,
 ) -> dict[str, StageResult]:
-    """Run one pass over every member track; write ``out_dir/<track>/record.json``."""
+    """Run one pass over every member track; write ``out_dir/<track>/record.json``.
+
+    Progress (crops done of all the batch's crops, rate, time left) goes to
+    the job's log and the console every few seconds (mirflow.progress)."""
     out_dir = Path(out_dir)
     runner: PassRunner | None = None
     results = {}
-    for member in members:
-        folder = out_dir / member.track
-        files_dir = folder / FILES
-        files_dir.mkdir(parents=True, exist_ok=True)
-        upstream = read_result(member.crops_record)
+    upstreams = {member.track: read_result(member.crops_record) for member in members}
+    with_crops = any(member.crops_dir is not None for member in members)
+    sizes = {m.track: len(upstreams[m.track].crops) if with_crops else 1 for m in members}
+    unit = "crops" if with_crops else "tracks"
+    with Progress(sum(sizes.values()), f"{stage} {batch}", unit=unit) as bar:
+        for member in members:
+            folder = out_dir / member.track
+            files_dir = folder / FILES
+            files_dir.mkdir(parents=True, exist_ok=True)
+            upstream = upstreams[member.track]
+            done = bar.n + sizes[member.track]
 
-        def compute(member=member, upstream=upstream, files_dir=files_dir) -> StageResult:
-            nonlocal runner
-            if runner is None:
-                runner = make_runner()
-            return _run_track(stage, runner, member, upstream, files_dir)
+            def compute(member=member, upstream=upstream, files_dir=files_dir) -> StageResult:
+                nonlocal runner
+                if runner is None:
+                    runner = make_runner()
+                tick = bar.update if with_crops else lambda: None
+                return _run_track(stage, runner, member, upstream, files_dir, tick)
 
-        result = run_stage(stage, [upstream], compute)
-        result.data["batch"] = batch
-        write_result(folder / RECORD, result)
-        log.info(
-            "%s: %s, %d crops %s", member.track, result.status, len(result.crops), result.error
-        )
-        results[member.track] = result
+            result = run_stage(stage, [upstream], compute)
+            result.data["batch"] = batch
+            write_result(folder / RECORD, result)
+            log.info(
+                "%s: %s, %d crops %s", member.track, result.status, len(result.crops), result.error
+            )
+            results[member.track] = result
+            bar.update(done - bar.n)  # skipped crops and failed tracks count as done
     return results
 
 
 def _run_track(
-    stage: str, runner: PassRunner, member: PassMember, upstream: StageResult, files_dir: Path
+    stage: str,
+    runner: PassRunner,
+    member: PassMember,
+    upstream: StageResult,
+    files_dir: Path,
+    tick: Callable[[], Any] = lambda: None,
 ) -> StageResult:
+    """The pass over one track; ``tick()`` after each of its crops."""
     context = [read_result(path) for path in member.context]
     known = {k: v for record in context for k, v in record.track.items()}
     track_fields = dict(runner.model_fields)
@@ -112,6 +132,7 @@ def _run_track(
     if member.crops_dir is not None:
         for name, crop_fields in upstream.crops.items():
             if crop_fields.get("status", "ok") != "ok" or not runner.wants_crop(member.track, name):
+                tick()
                 continue
             fields = dict(known)
             for record in context:
@@ -122,6 +143,7 @@ def _run_track(
             except TrackError as exc:
                 # One unreadable crop fails that crop, not the track.
                 crops[name] = {"status": "failed", "error": f"{stage}: {exc}"}
+            tick()
     return StageResult(stage, track=track_fields, crops=crops, provenance=runner.provenance)
 
 
@@ -228,36 +250,16 @@ def caption_fields(model: Any, path: str | Path, known: dict[str, Any], options:
     return {**captions, **prompt_fields(options["prompts"], genres, metadata)}
 
 
-def _missing(models_dir: str, names: list[str]) -> list[Path]:
-    """``names`` (relative to ``models_dir``) that are not there: existence
-    only, cheap enough for parse time (``make models`` checks checksums)."""
-    return [Path(models_dir) / n for n in names if not (Path(models_dir) / n).is_file()]
+def _missing(section: str) -> Callable[[dict[str, Any], str], list[Path]]:
+    """The pass's model files that ``models_dir`` lacks, as
+    :func:`mirflow.models.missing_for` answers for every stage."""
+    return partial(missing_for, section)
 
 
-def aesthetics_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
-    return _missing(models_dir, [options["checkpoint"]])
-
-
-def classifiers_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
-    from mirflow.classifiers import required_files  # noqa: PLC0415
-
-    return _missing(models_dir, required_files(options))
-
-
-def captions_missing(options: dict[str, Any], models_dir: str) -> list[Path]:
-    """Music Flamingo is found by name (mirflow.captions.find_model), not listed."""
-    from mirflow.captions import find_model  # noqa: PLC0415
-    from mirflow.errors import ModelNotFoundError  # noqa: PLC0415
-
-    try:
-        find_model(models_dir, options["model"])
-    except ModelNotFoundError:
-        choice = options["model"]
-        wanted = "<model>.gguf" if choice in (None, "auto") else choice
-        if not str(wanted).endswith(".gguf"):
-            wanted = f"*{wanted}*.gguf"
-        return [Path(models_dir) / "music-flamingo" / f"{wanted} (+ its *mmproj*.gguf)"]
-    return []
+aesthetics_missing = _missing("aesthetics")
+classifiers_missing = _missing("classifiers")
+transcription_missing = _missing("transcription")
+captions_missing = _missing("captions")
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ PASSES: dict[str, ModelPass] = {
     ),
     "transcription": ModelPass(
         transcription_runner,
-        lambda options, models_dir: [],
+        transcription_missing,
         ("mirflow.transcription", "NoteTranscriber"),
         "MIDI (basic-pitch) of every crop and of its bass, other and vocals stems",
         files="midi",

@@ -18,6 +18,7 @@ JSON. This module knows nothing of Snakemake; common.smk calls it.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,7 +32,8 @@ from mirflow.batches import (
     make_batches,
     record_is_current,
 )
-from mirflow.separation import STEMS, missing_files
+from mirflow.models import missing_for
+from mirflow.stems import STEMS
 
 Plan = tuple[dict, dict, dict]
 EMPTY: Plan = ({}, {}, {})
@@ -47,6 +49,7 @@ class Stages:
     crop_features: bool = True
     features: bool = True
     separation: bool = False
+    duplicates: bool = False  # fingerprints and duplicate groups
     passes: Mapping[str, bool] = field(default_factory=dict)  # pass name -> on
     pass_reads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # records it reads
     notes: tuple[str, ...] = ()  # why a stage that needs models is off, for the summary
@@ -57,7 +60,8 @@ class Stages:
         """The stages ``config`` turns on, given the model files each lacks
         (``passes``: mirflow.passes.PASSES, whose ``missing`` says)."""
         models_dir, stages = config["models_dir"], config["stages"]
-        missing = {"source_separation": missing_files(config["source_separation"], models_dir)}
+        section = "source_separation"
+        missing = {section: missing_for(section, config[section], models_dir)}
         missing |= {name: p.missing(config[name], models_dir) for name, p in passes.items()}
         state = partial(stage_state, crops=stages["crops"], models_dir=models_dir)
         separation, note = state(
@@ -68,6 +72,12 @@ class Stages:
             needs_crops = not config[name].get("track", False)
             on[name], note = state(name, config[name], missing[name], needs_crops=needs_crops)
             notes += [note] if note else []
+        duplicates = stages["duplicates"] and shutil.which("fpcalc") is not None
+        if stages["duplicates"] and not duplicates:
+            notes.append(
+                "duplicates: off, no fpcalc on PATH (Chromaprint: apt-get install "
+                "libchromaprint-tools, or run `make setup`)"
+            )
         crop_features = stages["crops"] and stages["crop_features"]
         return cls(
             out,
@@ -75,6 +85,7 @@ class Stages:
             crop_features=crop_features,
             features=stages["features"] or crop_features,
             separation=separation,
+            duplicates=duplicates,
             passes=on,
             pass_reads={name: p.reads for name, p in passes.items()},
             notes=tuple(notes),
@@ -200,7 +211,9 @@ def plan_stems(
 
 
 def make_plan(
-    stages: Stages, config: Mapping[str, Any], library_stems: Mapping[str, Mapping[str, str]],
+    stages: Stages,
+    config: Mapping[str, Any],
+    library_stems: Mapping[str, Mapping[str, str]],
     cores: int | None = None,
     repair: bool = False,
 ) -> tuple[dict, StemsPlan]:
@@ -223,7 +236,12 @@ def make_plan(
 
 
 def stage_state(
-    section: str, options: Mapping[str, Any], missing: list, *, crops: bool, models_dir: str,
+    section: str,
+    options: Mapping[str, Any],
+    missing: list,
+    *,
+    crops: bool,
+    models_dir: str,
     needs_crops: bool = False,
 ) -> tuple[bool, str]:
     """``(on, note)`` of a stage that needs models: ``enabled: false`` is off;

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from mirflow.atomic import atomic_path
-from mirflow.audio import AUDIO_EXTENSIONS, resample, write_audio
+from mirflow.atomic import atomic_path, link_or_copy, read_json
+from mirflow.audio import AUDIO_EXTENSIONS, load_audio, resample, write_audio
 from mirflow.provenance import provenance
-from mirflow.records import StageResult
-from mirflow.separation import STEMS
+from mirflow.records import StageResult, read_result
+
+#: The four stems every separation backend's output is folded into.
+STEMS = ("drums", "bass", "other", "vocals")
 
 #: Formats a stem may be written in (and recognised in, when it exists).
 STEM_FORMATS = ("flac", "wav", "mp3")
@@ -167,13 +169,6 @@ def collect_stems(
     re-encoded for nothing); folded, filtered or converted stems are written
     in the configured format.
     """
-    from mirflow.atomic import (
-        link_or_copy,  # noqa: PLC0415
-        read_json,  # noqa: PLC0415
-    )
-    from mirflow.audio import load_audio  # noqa: PLC0415
-    from mirflow.records import read_result  # noqa: PLC0415
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fmt = separation["format"]
@@ -287,7 +282,5 @@ def stems_of(
     track has no stems (separation off)."""
     if record_path is None:
         return None, {}
-    from mirflow.records import read_result  # noqa: PLC0415
-
     record = read_result(record_path)
     return record, stem_paths(record, stems_dir)

@@ -51,6 +51,8 @@ class Summary:
     time_per_rule: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. a stage that is off, and why
     exports: dict[str, Any] | None = None  # crops kept and dropped by the export filters
+    # Groups of copies of one recording (mirflow.fingerprint): counts and the groups.
+    duplicates: dict[str, Any] | None = None
     # A merge of shards (README, "Large libraries"): library tracks no shard has finished yet.
     tracks_pending: int = 0
     pending_tracks: list[str] = field(default_factory=list)
@@ -179,15 +181,24 @@ def summarize(
     exports: dict[str, Any] | None = None,
     pending: list[str] = (),
     unfinished: dict[str, tuple[str, str]] | None = None,
+    duplicates: dict[str, Any] | None = None,
 ) -> tuple[Summary, pd.DataFrame]:
     """``unfinished``: ``{track: (source, cause)}`` of tracks a failed job left
-    without a dataset (mirflow.unfinished); they count, and are listed, as failed."""
+    without a dataset (mirflow.unfinished); they count, and are listed, as failed.
+    ``duplicates``: the run's duplicates.json; the manifest gets each track's
+    ``duplicate_group`` and ``duplicate_of`` from it (current, where a ``.INFO``
+    assembled before its copy arrived is not yet)."""
     output_root, input_root = Path(output_root), Path(input_root)
     tracks, crops = read_infos([Path(d) for d in dataset_dirs])
     for track, (source, cause) in (unfinished or {}).items():
         tracks.append({"track": track, "source": source, "status": "failed", "error": cause,
                        "_info_path": None})  # fmt: skip
     manifest = build_manifest(output_root, input_root, tracks, crops)
+    if duplicates is not None:
+        fields = duplicates.get("tracks", {})
+        grouped = {t for group in duplicates.get("groups", []) for t in group}
+        for key in ("duplicate_group", "duplicate_of"):
+            manifest[key] = [fields[t][key] if t in grouped else None for t in manifest["track"]]
     started = run_started(output_root)
     now = time.time() if now is None else now
     ok = [t for t in tracks if t["status"] == "ok"]
@@ -216,10 +227,17 @@ def summarize(
         time_per_rule=time_per_rule(output_root / "benchmarks", started),
         notes=[note for note in notes if note],
         exports=exports,
+        duplicates=duplicate_counts(duplicates) if duplicates is not None else None,
         tracks_pending=len(pending),
         pending_tracks=list(pending),
     )
     return summary, manifest
+
+
+def duplicate_counts(duplicates: dict[str, Any]) -> dict[str, Any]:
+    """What the summary says of a duplicates.json: groups, copies, the groups."""
+    groups = duplicates.get("groups", [])
+    return {"groups": len(groups), "copies": sum(len(g) - 1 for g in groups), "members": groups}
 
 
 def write_unfinished_summary(
@@ -321,6 +339,11 @@ def format_summary(summary: dict[str, Any] | Summary) -> str:
         dropped = ", ".join(f"{k}: {v}" for k, v in e.get("dropped_by", {}).items())
         rows.append(("exports", f"{e['kept']} crops kept, {e['dropped']} dropped by filters"
                      + (f" ({dropped})" if dropped else "")))  # fmt: skip
+        if e.get("duplicates_left_out"):
+            rows.append(("exports: copies left out", f"{e['duplicates_left_out']} crops"))
+    if s.get("duplicates") is not None:
+        d = s["duplicates"]
+        rows.append(("duplicates", f"{d['groups']} groups, {d['copies']} copies of an original"))
     width = max(len(k) for k, _ in rows)
     lines = ["mirflow summary", "-" * 40]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]

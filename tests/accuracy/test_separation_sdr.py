@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from mirflow.separation import STEMS, missing_files
+from mirflow.models import missing_for
 from mirflow.separation.batch import make_backend
+from mirflow.stems import STEMS
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def test_sdr_with_real_weights(name, multitrack):
     from mirflow.stems import fold_stems
 
     config = {**BASE, **CONFIGS[name]}
-    missing = missing_files(config, MODELS)
+    missing = missing_for("source_separation", config, MODELS)
     if missing:
         pytest.skip(f"{name}: weights not in models/ ({Path(missing[0]).name}; `make models`)")
     tracks, rate = multitrack

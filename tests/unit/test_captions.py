@@ -21,18 +21,20 @@ from model_fixtures.flamingo_tiny import write_audio_projector, write_tiny_flami
 
 from conftest import GUITARSET, TRUMPET
 from mirflow.audio import load_audio
-from mirflow.captions import (
+from mirflow.caption_prompts import (
     DEFAULT_PROMPTS,
-    Captioner,
-    CaptionError,
     clean_caption,
     fill_prompt,
-    find_model,
     genre_labels,
-    model_available,
     prompt_fields,
-    quantisation_from_name,
     selected_for_caption,
+)
+from mirflow.captions import (
+    Captioner,
+    CaptionError,
+    find_model,
+    model_available,
+    quantisation_from_name,
 )
 from mirflow.errors import ModelNotFoundError, TrackError
 
@@ -402,6 +404,14 @@ def test_genre_labels():
     assert genre_labels({"Rock---Punk": 0.05}) == ["punk"]  # the best one is always kept
     assert genre_labels(["Hip_Hop---Trap", "trap", "Jazz"]) == ["trap", "jazz"]
     assert genre_labels(None) == []
+
+
+def test_genre_labels_are_chosen_as_the_exports_choose_them():
+    from mirflow.labels import top_labels
+
+    for genres in (ESSENTIA, {"Rock---Punk": 0.05}, {"A": 0.5, "B": 0.5, "C": 0.4, "D": 0.3}, {}):
+        assert genre_labels(genres) == top_labels(genres)
+        assert genre_labels(genres, 1, 0.6) == top_labels(genres, 1, 0.6)
 
 
 def test_prompt_fields():

@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mirflow import atomic, models
+from mirflow import atomic, model_cli
 from mirflow.errors import ModelNotFoundError
+from mirflow.model_download import ChecksumError, DownloadError, download
 from mirflow.models import (
-    ChecksumError,
-    DownloadError,
     ManifestError,
     check_models,
-    download,
     load_manifest,
     missing_files,
+    missing_for,
     required_models,
 )
 
@@ -157,7 +156,7 @@ def test_good_file_lands_atomically_and_second_run_makes_no_request(
 
     monkeypatch.setattr(atomic.os, "replace", spy_replace)
     entries = load_manifest(manifest)
-    caplog.set_level(logging.INFO, logger="mirflow.models")
+    caplog.set_level(logging.INFO, logger="mirflow.model_download")
     assert download(entries, models_dir) == [(dest, "downloaded")]
     assert dest.read_bytes() == GOOD
     assert all_files(models_dir) == ["demucs/model-1234abcd.th"]  # no temporary left
@@ -212,7 +211,7 @@ def test_prefix_only_entry_verifies_the_prefix(tmp_path, server, caplog):
     spec = {"path": "demucs/p.th", "url": f"{base}/p.th", "sha256_prefix": GOOD_SHA[:8]}
     entries = load_manifest(write_manifest(tmp_path, [entry("demucs:p", [spec])]))
     assert entries[0].files[0].sha256 is None
-    caplog.set_level(logging.INFO, logger="mirflow.models")
+    caplog.set_level(logging.INFO, logger="mirflow.model_download")
     download(entries, tmp_path / "models")
     assert (tmp_path / "models" / "demucs" / "p.th").read_bytes() == GOOD
     assert f"sha256 prefix {GOOD_SHA[:8]} verified" in caplog.text
@@ -346,7 +345,7 @@ def test_check_models_names_missing_files_and_the_command(tmp_path):
 
 
 def test_the_projects_config_file_needs_a_real_manifest_entry():
-    config = models.load_config([REPO / "config" / "config.yaml"])
+    config = model_cli.load_config([REPO / "config" / "config.yaml"])
     names = {e.name for e in load_manifest(REAL_MANIFEST)}
     assert set(required_models(config)) <= names
 
@@ -461,16 +460,16 @@ def test_cli_download_list_and_one_line_errors(tmp_path, server, capsys):
     models_dir = tmp_path / "models"
     common = ["--config", str(config), "--models-dir", str(models_dir)]
 
-    assert models.main(["--manifest", str(manifest), "check", *common]) == 1
+    assert model_cli.main(["--manifest", str(manifest), "check", *common]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "make models" in err
 
-    assert models.main(["--manifest", str(manifest), "download", *common]) == 0
+    assert model_cli.main(["--manifest", str(manifest), "download", *common]) == 0
     assert (models_dir / "demucs" / "c.th").read_bytes() == GOOD
-    assert models.main(["--manifest", str(manifest), "check", *common]) == 0
+    assert model_cli.main(["--manifest", str(manifest), "check", *common]) == 0
 
     capsys.readouterr()
-    assert models.main(["--manifest", str(manifest), "list", *common]) == 0
+    assert model_cli.main(["--manifest", str(manifest), "list", *common]) == 0
     table = capsys.readouterr().out
     assert re.search(r"demucs:c\s+yes\s+1\s+.*present\s+test-only", table)
     assert re.search(r"bs_roformer:bad.ckpt\s+1\s+.*missing 1/1", table)
@@ -478,11 +477,11 @@ def test_cli_download_list_and_one_line_errors(tmp_path, server, capsys):
     auto = tmp_path / "auto.yaml"
     auto.write_text(yaml.safe_dump({"source_separation": {"enabled": "auto"}}))
     argv = ["--manifest", str(manifest), "list", "--config", str(config), str(auto)]
-    assert models.main([*argv, "--models-dir", str(models_dir)]) == 0
+    assert model_cli.main([*argv, "--models-dir", str(models_dir)]) == 0
     assert re.search(r"demucs:c\s+auto\s", capsys.readouterr().out)  # later file wins
 
     argv = ["--manifest", str(manifest), "download", "--all", *common]
-    assert models.main(argv) == 1
+    assert model_cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: sha256 mismatch for audio-separator/bad.ckpt")
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -498,3 +497,38 @@ def test_the_rhythm_backend_asks_for_beat_this_only_when_chosen():
     assert required_models(own) == []  # the user's own file: no manifest entry
     listed = {e.name for e in load_manifest(REAL_MANIFEST)}
     assert {"beat_this:final0", "beat_this:small0"} <= listed
+
+
+def test_missing_for_answers_for_every_stage(tmp_path):
+    """One answer to "are the model files there?", for the parse-time check and
+    every pass's ``missing`` alike."""
+    config = model_cli.load_config([REPO / "config" / "config.yaml"])
+    models_dir = tmp_path / "models"
+    assert missing_for("aesthetics", config["aesthetics"], models_dir) == [
+        models_dir / config["aesthetics"]["checkpoint"]
+    ]
+    essentia = missing_for("classifiers", config["classifiers"], models_dir)
+    assert essentia and all(p.parent == models_dir / "essentia" for p in essentia)
+    assert missing_for("transcription", config["transcription"], models_dir) == []
+    flamingo = models_dir / "music-flamingo"
+    quantised = {**config["captions"], "model": "Q8_0"}
+    assert missing_for("captions", quantised, models_dir) == [
+        flamingo / "*Q8_0*.gguf (+ its *mmproj*.gguf)"
+    ]
+    assert missing_for("captions", {"model": "auto"}, models_dir) == [
+        flamingo / "<model>.gguf (+ its *mmproj*.gguf)"
+    ]
+    for path in essentia:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")  # existence is all that is checked: `make models` hashes
+    flamingo.mkdir()
+    (flamingo / "m.Q8_0.gguf").write_bytes(b"x")
+    (flamingo / "m.mmproj-f16.gguf").write_bytes(b"x")
+    assert missing_for("classifiers", config["classifiers"], models_dir) == []
+    assert missing_for("captions", quantised, models_dir) == []
+    # A manifest-listed stage: present, and of the manifest's size.
+    beat_this = {"backend": "beat_this", "beat_this": {"model": "final0"}}
+    assert missing_for("rhythm", beat_this, models_dir) == [models_dir / "beat_this/final0.ckpt"]
+    (models_dir / "beat_this").mkdir()
+    (models_dir / "beat_this/final0.ckpt").write_bytes(b"cut short")
+    assert missing_for("rhythm", beat_this, models_dir) == [models_dir / "beat_this/final0.ckpt"]

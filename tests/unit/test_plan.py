@@ -39,7 +39,9 @@ def touch(path: Path, mtime: float) -> None:
 
 
 def test_a_pass_without_its_model_is_off_with_auto_and_stops_the_run_with_true(tmp_path):
-    stages = plan.Stages.from_config(config(tmp_path, aesthetics={"enabled": "auto"}), "out", PASSES)
+    stages = plan.Stages.from_config(
+        config(tmp_path, aesthetics={"enabled": "auto"}), "out", PASSES
+    )
     assert not stages.passes["aesthetics"]
     assert any("aesthetics: off, no model" in note for note in stages.notes)
 
@@ -109,7 +111,11 @@ def test_stems_come_from_the_library_the_output_or_a_new_batch(tmp_path):
     stems = {
         "status": "ok",
         "track": {"stem_files": {"drums": "drums.flac"}},
-        "data": {"batch": "b0002", "batch_members": [["done", "/x.flac"]], "stem_sizes": {"drums": 10}},
+        "data": {
+            "batch": "b0002",
+            "batch_members": [["done", "/x.flac"]],
+            "stem_sizes": {"drums": 10},
+        },
     }
     (folder / "stems.json").write_text(json.dumps(stems))
     damaged = out / "tracks" / "broken"
@@ -120,7 +126,9 @@ def test_stems_come_from_the_library_the_output_or_a_new_batch(tmp_path):
     result = plan.plan_stems(str(out), tracks, separation)
     origin, batches, finished = result.plan
     assert origin["lib"] == ("library", None)
-    assert origin["done"] == ("done", "b0002") and finished["b0002"]["members"] == [["done", "/x.flac"]]
+    assert origin["done"] == ("done", "b0002") and finished["b0002"]["members"] == [
+        ["done", "/x.flac"]
+    ]
     assert list(batches.values()) == [["broken", "new"]]
     assert result.damaged == {"broken": "drums.flac missing"}
 

@@ -24,9 +24,10 @@ from model_fixtures.demucs_tiny import write_tiny_htdemucs
 from conftest import GUITARSET, TRUMPET
 from mirflow.audio import load_audio, resample, to_stereo
 from mirflow.errors import ModelNotFoundError
-from mirflow.separation import STEMS, SeparationError
+from mirflow.separation import SeparationError
 from mirflow.separation import demucs_backend as db
 from mirflow.separation.demucs_backend import DemucsBackend
+from mirflow.stems import STEMS
 
 SR = 44100
 SIX = (*STEMS, "guitar", "piano")

@@ -4,7 +4,7 @@ reaches the prompts when a tempo is not defined."""
 import numpy as np
 import pytest
 
-from mirflow.exports import bpm_of, tag_list
+from mirflow.export import bpm_of, tag_list
 from mirflow.tempo import (
     agrees,
     bar_subdivisions,

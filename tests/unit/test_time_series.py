@@ -13,7 +13,7 @@ import soundfile as sf
 from test_features import SR, beat_grid, sine, white_noise
 
 from mirflow import time_series
-from mirflow.exports import passes_filters
+from mirflow.export import passes_filters
 from mirflow.feature_records import features_record
 from mirflow.features import Analysis
 

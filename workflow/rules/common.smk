@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from mirflow import plan
 from mirflow.atomic import write_json
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError
+from mirflow.fingerprint import groups_by_track
 from mirflow.passes import PASSES
 from mirflow.shards import MERGE, Shard, parse_shard
 from mirflow.stale_lock import lock_advice
@@ -39,10 +40,9 @@ if workflow.is_main_process and "--unlock" not in sys.argv:
     if advice := lock_advice(Path.cwd(), OUT, sys.argv):
         print(advice, file=sys.stderr)
 
-# Whether this parse starts a run and may write to the output (the track id
-# registry, a damaged stems record): a run's main process, not a dry run, --lint
-# (the one parse made without checking envvars) or a job's process. Snakemake
-# sets dag_settings and the executor only after parsing, so neither tells here.
+# Whether this parse starts a run and may write to the output (the id registry,
+# a damaged stems record): not a dry run, --lint (the one parse made without
+# checking envvars) or a job. dag_settings and the executor come after parsing.
 STARTING_A_RUN = (
     workflow.is_main_process and not workflow.output_settings.dryrun and workflow.check_envvars
 )
@@ -221,6 +221,10 @@ def merge_params():
     return {"merged_datasets": datasets_stamp(finished_datasets(OUT, TRACKS.index)[0])}
 
 
+def duplicates_file():  # the library's groups of copies: not a shard's to make
+    return [f"{OUT}/duplicates.json"] if STAGES.duplicates and not IN_SHARD else []
+
+
 @input_function
 def get_export_record(wildcards=None):
     return [f"{OUT}/exports.json"] if config["export"]["formats"] else []
@@ -237,7 +241,7 @@ def get_final_output():
     if MERGE_SHARDS:
         return library_wide
     targets = [] if IN_SHARD else library_wide
-    names = ["{track}.BEATS"]
+    names = ["{track}.BEATS"] + (["fingerprint.json"] if STAGES.duplicates else [])
     names += ["stems", "stems.json"] if SEPARATION_ON else []
     names += ["crops"] if config["stages"]["crops"] else []
     names += [f"{name}.json" for name in PASSES if PASS_ON[name]]

@@ -2,6 +2,7 @@ rule summary:
     input:
         table=f"{OUT}/tracks.tsv",
         datasets=get_dataset_dirs,
+        duplicates=duplicates_file(),
         exports=get_export_record,
     output:
         summary=f"{OUT}/summary.json",

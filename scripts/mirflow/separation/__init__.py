@@ -4,7 +4,8 @@ A backend loads its model once (``__init__``) and then separates any number
 of tracks (``separate``): the batch rule keeps one backend resident for a
 whole batch. Backends take ``(channels, samples)`` float32 audio at any rate
 and return stereo stems at their own ``sample_rate``, each exactly as long as
-the mix resampled to that rate.
+the mix resampled to that rate; mirflow.stems folds them into its four
+``STEMS``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from mirflow.errors import TrackError
-
-#: The four stems every backend's output is folded into.
-STEMS = ("drums", "bass", "other", "vocals")
 
 
 class SeparationError(TrackError):
@@ -32,7 +30,8 @@ class SeparationBackend(Protocol):
 
 
 def required_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:
-    """Files the configured backend loads, under ``models_dir``.
+    """Files the configured backend loads, under ``models_dir`` (which of them
+    are missing: ``mirflow.models.missing_for("source_separation", ...)``).
 
     Demucs: the model's bag yaml and every ``<sig>-<hash>.th`` it lists (the
     yaml shipped in the demucs package is read when the local one is absent);
@@ -63,10 +62,6 @@ def _official_files(remote: Path) -> dict[str, str]:
         return {}
     names = [line.strip() for line in listing.read_text().splitlines()]
     return {n.split("-", 1)[0]: n for n in names if n.endswith(".th")}
-
-
-def missing_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:
-    return [path for path in required_files(separation, models_dir) if not path.is_file()]
 
 
 def _packaged_bag(name: str) -> Path | None:

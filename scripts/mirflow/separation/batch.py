@@ -12,8 +12,9 @@ import numpy as np
 from mirflow.atomic import write_json
 from mirflow.audio import load_audio
 from mirflow.errors import TrackError
+from mirflow.progress import Progress
 from mirflow.records import StageResult, write_result
-from mirflow.separation import SeparationBackend, SeparationError
+from mirflow.separation import SeparationBackend, SeparationError, required_files
 from mirflow.stems import fold_stems, write_stem
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,6 @@ def run_batch(
 def separation_provenance(separation: dict[str, Any], models_dir: str | os.PathLike) -> dict:
     """Tools, model files and the settings that shape the stems."""
     from mirflow.provenance import provenance  # noqa: PLC0415
-    from mirflow.separation import required_files  # noqa: PLC0415
 
     backend = separation["backend"]
     tool = "audio-separator" if backend == "bs_roformer" else "demucs"
@@ -122,29 +122,36 @@ def separate_batch(
         {"members": [list(m) for m in members], "separation": separation},
     )
     results = {}
-    for track, source in members:
-        folder = out_dir / track
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            if load_error is not None:
-                raise load_error
-            stems, sr, fields = separate_track(backend, source, separation)
-            files = {}
-            for name, audio in stems.items():
-                files[name] = f"{name}.{separation['format']}"
-                write_stem(
-                    folder / files[name], audio, sr, separation["format"], separation["mp3_bitrate"]
+    # Progress: tracks done of the batch's, rate, time left (mirflow.progress).
+    with Progress(len(members), f"separate {out_dir.name}", unit="tracks") as bar:
+        for track, source in members:
+            folder = out_dir / track
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                if load_error is not None:
+                    raise load_error
+                stems, sr, fields = separate_track(backend, source, separation)
+                files = {}
+                for name, audio in stems.items():
+                    files[name] = f"{name}.{separation['format']}"
+                    write_stem(
+                        folder / files[name],
+                        audio,
+                        sr,
+                        separation["format"],
+                        separation["mp3_bitrate"],
+                    )
+                result = StageResult(
+                    "separate",
+                    track={**fields, "stem_files_written": files},
+                    provenance=made_by or {},
                 )
-            result = StageResult(
-                "separate",
-                track={**fields, "stem_files_written": files},
-                provenance=made_by or {},
-            )
-        except TrackError as exc:
-            log.warning("%s: %s", track, exc)
-            result = StageResult("separate", status="failed", error=f"separate: {exc}")
-        write_result(folder / "separation.json", result)
-        results[track] = result
+            except TrackError as exc:
+                log.warning("%s: %s", track, exc)
+                result = StageResult("separate", status="failed", error=f"separate: {exc}")
+            write_result(folder / "separation.json", result)
+            results[track] = result
+            bar.update()
     return results
 
 

@@ -24,7 +24,7 @@ where it is taken. The network paths it has (all in ``separator.py``) are:
 
 All of them go through ``Separator.download_file_if_not_exists``, which skips a
 file that exists. So: the model files are checked first
-(:class:`~mirflow.separation.ModelNotFoundError` if missing), the model list is
+(:class:`~mirflow.errors.ModelNotFoundError` if missing), the model list is
 written if needed, the environment variable is ignored, and the instance's
 downloader is replaced by one that refuses to download anything.
 """

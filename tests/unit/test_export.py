@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mirflow.exports import (
+from mirflow.export import (
     STABLE_AUDIO_METADATA_MODULE,
     acestep_lyrics,
     acestep_prompt,
@@ -132,10 +132,10 @@ def test_audiocraft_info_without_key_or_bpm():
     assert out["bpm"] is None and out["key"] == "" and out["title"] == ""
 
 
-def test_manifest_line_is_audio_meta(tmp_path):
-    line = audiocraft_manifest_line(tmp_path / "a.flac", crop_info("a"))
+def test_manifest_line_is_audio_meta():
+    line = audiocraft_manifest_line("audiocraft/a.flac", crop_info("a"))
     assert list(line) == AUDIO_META_FIELDS
-    assert os.path.isabs(line["path"])
+    assert line["path"] == "audiocraft/a.flac"  # as given: the exports write it relative
     assert isinstance(line["duration"], float) and isinstance(line["sample_rate"], int)
     assert line["info_path"] is None
     assert audiocraft_manifest_line("a.flac", crop_info("a"), "x.zip:a.json")["info_path"] == (
@@ -190,22 +190,26 @@ def load_module(path):
 
 def test_export_crops_all_formats(crops, tmp_path):
     out = tmp_path / "exports"
-    counts = export_crops(crops, out, ["audiocraft", "stable_audio", "acestep", "parquet"], FILTERS)
+    formats = ["audiocraft", "stable_audio", "acestep", "acestep15", "parquet"]
+    counts = export_crops(crops, out, formats, FILTERS)
     assert counts == {
         "kept": 3,
         "dropped": 4,
         "dropped_by": {"min_production_quality": 1, "max_silence": 1, "min_lufs": 1, "status": 1},
+        "duplicates_left_out": 0,
+        "splits": {"train": 3},  # no split configured: everything in train
     }
     kept = ["song_000", "song_001", "song_002"]
 
-    # AudioCraft: audio + <name>.json beside it, data.jsonl of AudioMeta
+    # AudioCraft: audio + <name>.json beside it, data.jsonl of AudioMeta, no
+    # split sub-folders; paths relative to the export folder
     ac = out / "audiocraft"
     lines = [json.loads(x) for x in (ac / "data.jsonl").read_text().splitlines()]
-    assert [os.path.basename(x["path"]) for x in lines] == [f"{c}.flac" for c in kept]
+    assert [x["path"] for x in lines] == [f"audiocraft/{c}.flac" for c in kept]
     for line in lines:
         assert list(line) == AUDIO_META_FIELDS
-        assert os.path.exists(line["path"]) and line["sample_rate"] == SR
-        meta = json.loads(open(os.path.splitext(line["path"])[0] + ".json").read())
+        assert (out / line["path"]).exists() and line["sample_rate"] == SR
+        meta = json.loads((out / line["path"]).with_suffix(".json").read_text())
         for field, typ in MUSIC_INFO_TYPES.items():
             assert field in meta and (meta[field] is None or isinstance(meta[field], typ))
     assert sorted(p.name for p in ac.glob("*.flac")) == [f"{c}.flac" for c in kept]
@@ -215,9 +219,9 @@ def test_export_crops_all_formats(crops, tmp_path):
     # stable-audio-tools: config + module, loaded as the library loads it
     sa = out / "stable_audio"
     config = json.loads((sa / "dataset.json").read_text())
-    assert config == stable_audio_config(sa, sa / "custom_metadata.py")
+    assert config == stable_audio_config("stable_audio", "stable_audio/custom_metadata.py")
     assert config["dataset_type"] == "audio_dir"
-    module = load_module(config["datasets"][0]["custom_metadata_module"])
+    module = load_module(out / config["datasets"][0]["custom_metadata_module"])
     audio = np.zeros((1, 10), dtype=np.float32)
     caption = module.get_custom_metadata({"path": str(sa / "song_000.flac")}, audio)
     assert caption == {"prompt": "A dark house groove."}
@@ -241,7 +245,7 @@ def test_export_crops_all_formats(crops, tmp_path):
 
     # Parquet: one row per kept crop, scalar columns only
     df = pd.read_parquet(out / "crops.parquet")
-    assert list(df["crop"]) == kept
+    assert list(df["crop"]) == kept and set(df["split"]) == {"train"}
     assert {"bpm", "lufs", "production_quality", "music_flamingo_caption"} <= set(df.columns)
     assert "stem_files" not in df.columns and "essentia_mood" not in df.columns
 
