@@ -479,6 +479,30 @@ def plot_rule_time(tracks: pd.DataFrame, crops: pd.DataFrame, summary: dict, des
     return _save(fig, dest)
 
 
+def plot_duplicates(tracks: pd.DataFrame, crops: pd.DataFrame, summary: dict, dest) -> Path:
+    """Groups of copies of one recording (``summary.json`` duplicates): each
+    group's original and how many copies it has; the title says how many
+    copies' crops the exports left out."""
+    title = "Duplicate recordings"
+    found = summary.get("duplicates") if isinstance(summary, dict) else None
+    if not isinstance(found, dict):
+        return _no_data(dest, title, "`duplicates` in summary.json (stages.duplicates)")
+    groups = [g for g in found.get("members", []) if isinstance(g, list) and len(g) > 1]
+    exports = summary.get("exports") or {}
+    left_out = exports.get("duplicates_left_out")
+    note = f"; {left_out} crops of copies left out of the exports" if left_out else ""
+    fig, ax = _figure()
+    if not groups:
+        ax.text(0.5, 0.5, "No two tracks are the same recording", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        shown = sorted(groups, key=lambda g: (-len(g), g[0]))[:TOP_GENRES]
+        _hbars(ax, [g[0] for g in shown], [len(g) - 1 for g in shown], TRACK_COLOR, "{:.0f}")
+        ax.set_xlabel("Copies of the original (track id on the left)")
+    ax.set_title(f"{title}: {len(groups)} groups, {found.get('copies', 0)} copies{note}")
+    return _save(fig, dest)
+
+
 PlotFn = Callable[[pd.DataFrame, pd.DataFrame, dict, "str | Path"], Path]
 
 PLOTS: dict[str, PlotFn] = {
@@ -491,6 +515,7 @@ PLOTS: dict[str, PlotFn] = {
     "moods": plot_moods,
     "crops_per_track": plot_crops_per_track,
     "rule_time": plot_rule_time,
+    "duplicates": plot_duplicates,
 }
 
 

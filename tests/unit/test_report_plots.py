@@ -100,6 +100,8 @@ def _fake_output(root: Path, later_passes: bool, failed_track: bool = True) -> P
                 "rhythm": {"jobs": 3, "seconds": 40.2},
                 "crop_features": {"jobs": 3, "seconds": 12.0},
             },
+            "duplicates": {"groups": 1, "copies": 2, "members": [["t_a", "t_b", "t_c"]]},
+            "exports": {"kept": 3, "dropped": 0, "duplicates_left_out": 4},
         },
     )
     return root
@@ -148,6 +150,27 @@ def test_without_passes_the_optional_plots_say_no_data(tmp_path, monkeypatch):
     draw_all(root, tmp_path / "plots")
     assert {stem for stem, _ in calls} == {"aesthetics", "moods"}
     assert all(what for _, what in calls)
+
+
+def test_the_duplicates_plot_counts_groups_copies_and_crops_left_out(tmp_path, monkeypatch):
+    titles: list[str] = []
+    original = report_plots._save
+
+    def spy(fig, dest):
+        titles.append(fig.axes[0].get_title())
+        return original(fig, dest)
+
+    monkeypatch.setattr(report_plots, "_save", spy)
+    tracks, crops, summary = load_tables(_fake_output(tmp_path / "out", later_passes=True))
+    report_plots.plot_duplicates(tracks, crops, summary, tmp_path / "d.png")
+    report_plots.plot_duplicates(tracks, crops, {**summary, "duplicates": {}}, tmp_path / "n.png")
+    assert titles[0] == (
+        "Duplicate recordings: 1 groups, 2 copies; 4 crops of copies left out of the exports"
+    )
+    assert (
+        titles[1]
+        == "Duplicate recordings: 0 groups, 0 copies; 4 crops of copies left out of the exports"
+    )
 
 
 def test_genres_fall_back_to_tags(tmp_path, monkeypatch):

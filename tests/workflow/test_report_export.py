@@ -11,7 +11,7 @@ from snakemake_runner import make_library, run_snakemake, write_config
 pytestmark = pytest.mark.slow
 
 PLOTS = ["bpm", "key", "loudness", "duration", "aesthetics", "genres", "moods",
-         "crops_per_track", "rule_time"]  # fmt: skip
+         "crops_per_track", "rule_time", "duplicates"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
