@@ -965,15 +965,14 @@ def export_dataset(
     formats: list[str],
     filters: dict,
     *,
-    split: Mapping[str, Any] | SplitSpec | None = None,
-    drop_duplicates: bool = True,
-    path_root: str | None = None,
     duplicates: Mapping[str, Mapping[str, Any]] | None = None,
+    **options: Any,
 ) -> ExportRecord:
     """:func:`export_crops` over the crops of ``dataset_dirs`` (see :func:`crop_infos_of`)
     and their tracks' ``.INFO`` (``dataset/<track>/<track>.INFO``), so with
     ``parquet`` also ``tracks.parquet``: one row per track, every scalar field a
-    column, and the track's ``split``. ``duplicates`` (track -> its
+    column, and the track's ``split``; ``options`` are :func:`export_crops`'s
+    (``split``, ``drop_duplicates``, ``path_root``). ``duplicates`` (track -> its
     ``duplicate_group`` and ``duplicate_of``, mirflow.fingerprint.groups_by_track)
     is the library's current view, which replaces the ``.INFO``'s: a track
     assembled before its copy arrived does not name its group yet."""
@@ -988,13 +987,4 @@ def export_dataset(
             for key in DUPLICATE_FIELDS:
                 info.pop(key, None)
             info.update(duplicates.get(info.get("track", ""), {}))
-    return export_crops(
-        crops,
-        out_dir,
-        formats,
-        filters,
-        split=split,
-        drop_duplicates=drop_duplicates,
-        path_root=path_root,
-        tracks=tracks,
-    )
+    return export_crops(crops, out_dir, formats, filters, tracks=tracks, **options)

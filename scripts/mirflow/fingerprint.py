@@ -291,13 +291,11 @@ def best_alignment(
 
 
 def similarity(
-    a: Sequence[int] | np.ndarray,
-    b: Sequence[int] | np.ndarray,
-    max_offset: int = MAX_OFFSET,
-    min_overlap: int = MIN_OVERLAP,
+    a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray, **limits: int
 ) -> float:
-    """1 - bit error rate at the best offset (:func:`best_alignment`)."""
-    return best_alignment(a, b, max_offset, min_overlap).similarity
+    """1 - bit error rate at the best offset (:func:`best_alignment`, whose
+    ``max_offset`` and ``min_overlap`` it takes)."""
+    return best_alignment(a, b, **limits).similarity
 
 
 def _align(a: np.ndarray, b: np.ndarray, offsets: np.ndarray, min_overlap: int) -> Alignment:

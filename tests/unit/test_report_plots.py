@@ -152,15 +152,21 @@ def test_without_passes_the_optional_plots_say_no_data(tmp_path, monkeypatch):
     assert all(what for _, what in calls)
 
 
-def test_the_duplicates_plot_counts_groups_copies_and_crops_left_out(tmp_path, monkeypatch):
-    titles: list[str] = []
+@pytest.fixture
+def titles(monkeypatch):
+    """The title of every figure saved while the test runs."""
+    seen: list[str] = []
     original = report_plots._save
 
     def spy(fig, dest):
-        titles.append(fig.axes[0].get_title())
+        seen.append(fig.axes[0].get_title())
         return original(fig, dest)
 
     monkeypatch.setattr(report_plots, "_save", spy)
+    return seen
+
+
+def test_the_duplicates_plot_counts_groups_copies_and_crops_left_out(tmp_path, titles):
     tracks, crops, summary = load_tables(_fake_output(tmp_path / "out", later_passes=True))
     report_plots.plot_duplicates(tracks, crops, summary, tmp_path / "d.png")
     report_plots.plot_duplicates(tracks, crops, {**summary, "duplicates": {}}, tmp_path / "n.png")
@@ -173,15 +179,7 @@ def test_the_duplicates_plot_counts_groups_copies_and_crops_left_out(tmp_path, m
     )
 
 
-def test_genres_fall_back_to_tags(tmp_path, monkeypatch):
-    titles: list[str] = []
-    original = report_plots._save
-
-    def spy(fig, dest):
-        titles.append(fig.axes[0].get_title())
-        return original(fig, dest)
-
-    monkeypatch.setattr(report_plots, "_save", spy)
+def test_genres_fall_back_to_tags(tmp_path, titles):
     for later in (True, False):
         root = _fake_output(tmp_path / f"out_{later}", later_passes=later)
         tracks, crops, summary = load_tables(root)
