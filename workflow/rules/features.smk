@@ -38,12 +38,14 @@ rule features:
     log:
         f"{LOGS}/features/tracks/{{track}}.log",
     params:
+        # Whether to copy a time series (``:q`` of an empty path is no argument at all).
+        copy_series=int(bool(time_series_file())),
         series=lambda wildcards, output: output.get("time_series", ""),
     localrule: True
     conda:
         CONDA_ENV
     shell:
         "cp {input.batch:q}/{wildcards.track}/features.json {output.record:q} 2> {log:q}"
-        " && if [ -n {params.series:q} ]; then"
+        " && if [ {params.copy_series} = 1 ]; then"
         " cp {input.batch:q}/{wildcards.track}/{wildcards.track}.timeseries.parquet"
         " {params.series:q} 2>> {log:q}; fi"

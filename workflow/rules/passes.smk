@@ -46,11 +46,13 @@ for _name, _spec in PASSES.items():
         log:
             f"{LOGS}/{_name}/tracks/{{track}}.log",
         params:
+            # Whether to copy files (``:q`` of an empty path is no argument at all).
+            copy_files=int(bool(_spec.files)),
             files=lambda wildcards, output: output.get("files", ""),
         localrule: True
         conda:
             CONDA_ENV
         shell:
-            "if [ -n {params.files:q} ]; then rm -rf {params.files:q} && cp -r"
+            "if [ {params.copy_files} = 1 ]; then rm -rf {params.files:q} && cp -r"
             " {input.batch:q}/{wildcards.track}/files {params.files:q}; fi 2> {log:q}"
             " && cp {input.batch:q}/{wildcards.track}/record.json {output.record:q} 2>> {log:q}"
