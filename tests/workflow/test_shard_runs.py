@@ -47,14 +47,18 @@ def test_a_shard_runs_only_its_tracks_and_no_library_wide_output(sharded):
 def test_merge_runs_no_track_job_and_matches_an_unsharded_run(sharded):
     root, config, out, runs = sharded
     assert set(job_counts(runs["merge"].stdout)) <= {
-        "track_table", "summary", "export", "report_plots", "all",
+        "track_table", "duplicates", "summary", "export", "report_plots", "all",
     }  # fmt: skip
     merged, merged_manifest = summary_and_manifest(out)
     assert merged["tracks"] == 3 and merged["tracks_failed"] == 1 and merged["tracks_pending"] == 0
-    # The whole library in one run: every track job is done already; only the
-    # library-wide outputs run again (their inputs are now the datasets).
+    # The whole library in one run: every track's analysis is done already; the
+    # library-wide outputs run again (their inputs are now the datasets), and
+    # assemble, which in a whole run also writes each track's duplicate group
+    # (a shard cannot know the library's groups).
     dry = run_snakemake(root, config, "--dry-run")
-    assert set(job_counts(dry.stdout)) <= {"summary", "export", "report_plots", "all"}
+    assert set(job_counts(dry.stdout)) <= {
+        "duplicates", "assemble", "summary", "export", "report_plots", "all",
+    }  # fmt: skip
     run_snakemake(root, config)
     whole, whole_manifest = summary_and_manifest(out)
     for key in ("tracks", "tracks_ok", "tracks_failed", "crops_processed", "crops_failed"):
