@@ -24,12 +24,10 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from mirflow.errors import TrackError
-from mirflow.models import missing_for
 from mirflow.progress import Progress
 from mirflow.provenance import provenance
 from mirflow.records import StageResult, read_result, run_stage, write_result
@@ -250,23 +248,11 @@ def caption_fields(model: Any, path: str | Path, known: dict[str, Any], options:
     return {**captions, **prompt_fields(options["prompts"], genres, metadata)}
 
 
-def _missing(section: str) -> Callable[[dict[str, Any], str], list[Path]]:
-    """The pass's model files that ``models_dir`` lacks, as
-    :func:`mirflow.models.missing_for` answers for every stage."""
-    return partial(missing_for, section)
-
-
-aesthetics_missing = _missing("aesthetics")
-classifiers_missing = _missing("classifiers")
-transcription_missing = _missing("transcription")
-captions_missing = _missing("captions")
-
-
 @dataclass(frozen=True)
 class ModelPass:
     """One model pass, described once: the workflow makes its rules from this
-    (workflow/rules/passes.smk), ``make models`` and the parse-time check find
-    its files through ``missing``, and the tests count its loads.
+    (workflow/rules/passes.smk) and the tests count its loads; its model files
+    are the one answer of :func:`mirflow.models.missing_for` (the pass's name).
 
     ``gpu(options)`` is the GPUs its batch job reserves; ``reads`` the earlier
     records (by stage name) whose fields it uses, when that stage runs;
@@ -275,9 +261,7 @@ class ModelPass:
     """
 
     runner: Callable[[dict[str, Any], str], PassRunner]  # (options, models_dir), loads the model
-    missing: Callable[[dict[str, Any], str], list[Path]]  # model files not in models_dir
     model_class: tuple[str, str]  # (module, class) whose ``load_count`` counts loads
-    summary: str  # what it adds, for the rules file and the docs
     gpu: Callable[[dict[str, Any]], int] = lambda options: 0
     reads: tuple[str, ...] = ()
     files: str | None = None
@@ -290,29 +274,25 @@ class ModelPass:
 PASSES: dict[str, ModelPass] = {
     "aesthetics": ModelPass(
         aesthetics_runner,
-        aesthetics_missing,
         ("mirflow.aesthetics", "AestheticsModel"),
-        "AudioBox Aesthetics scores (CE, CU, PC, PQ) of every crop and of the whole track",
+        # AudioBox Aesthetics scores (CE, CU, PC, PQ) of every crop and of the whole track
         gpu=lambda options: int(options["device"] != "cpu"),
     ),
     "classifiers": ModelPass(
         classifiers_runner,
-        classifiers_missing,
         ("mirflow.classifiers", "EssentiaClassifiers"),
-        "Essentia classifier labels (genre, mood, instrument, voice, danceability, tonality)",
+        # Essentia classifier labels (genre, mood, instrument, voice, danceability, tonality)
     ),
     "transcription": ModelPass(
         transcription_runner,
-        transcription_missing,
         ("mirflow.transcription", "NoteTranscriber"),
-        "MIDI (basic-pitch) of every crop and of its bass, other and vocals stems",
+        # MIDI (basic-pitch) of every crop and of its bass, other and vocals stems
         files="midi",
     ),
     "captions": ModelPass(
         captions_runner,
-        captions_missing,
         ("mirflow.captions", "Captioner"),
-        "Music Flamingo captions of the crops (and optionally the whole track)",
+        # Music Flamingo captions of the crops (and optionally the whole track)
         gpu=lambda options: int(options["n_gpu_layers"] != 0),
         reads=("source", "classifiers"),
     ),

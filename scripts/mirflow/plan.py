@@ -58,11 +58,11 @@ class Stages:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], out: str, passes: Mapping[str, Any]) -> Stages:
         """The stages ``config`` turns on, given the model files each lacks
-        (``passes``: mirflow.passes.PASSES, whose ``missing`` says)."""
+        (``passes``: mirflow.passes.PASSES; mirflow.models.missing_for says which)."""
         models_dir, stages = config["models_dir"], config["stages"]
         section = "source_separation"
         missing = {section: missing_for(section, config[section], models_dir)}
-        missing |= {name: p.missing(config[name], models_dir) for name, p in passes.items()}
+        missing |= {name: missing_for(name, config[name], models_dir) for name in passes}
         state = partial(stage_state, crops=stages["crops"], models_dir=models_dir)
         separation, note = state(
             "source_separation", config["source_separation"], missing["source_separation"]
