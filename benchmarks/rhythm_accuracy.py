@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         audio_s = 0.0
         for case in cases:
             raw = analyzer.analyze(case.audio, 44100)
-            chosen, fields = with_tempo(raw, case.audio, 44100, backend)
+            chosen, fields = with_tempo(raw, backend)
             audio_s += len(case.audio) / 44100
             for label, rhythm, bpm in (
                 (backend, chosen, fields["bpm"]),

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,91 @@ def load_audio(
         audio = resample(audio, native_sr, sr)
         native_sr = sr
     return audio, native_sr
+
+
+#: Samples per block of :func:`stream_audio` (at the file's rate): 6 s at 44.1 kHz.
+BLOCK_FRAMES = 1 << 18
+
+
+def stream_audio(
+    path: str | os.PathLike, sr: int | None = None, mono: bool = False
+) -> Iterator[np.ndarray]:
+    """The samples of :func:`load_audio`, block after block, never the whole file.
+
+    Consecutive float32 ``(channels, n)`` blocks that join into exactly what
+    ``load_audio(path, sr, mono)`` returns (soxr's streaming resampler gives
+    the same samples as its one-shot call), so a long track costs one block of
+    memory. Decoding is by libsndfile, or ffmpeg's pipe for what it cannot read.
+    """
+    path = Path(path)
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as sf_error:
+        if shutil.which("ffmpeg") is None:
+            raise AudioDecodeError(f"{path}: cannot decode ({sf_error})") from sf_error
+        native_sr, blocks = probe_ffmpeg(path)["sample_rate"], _ffmpeg_blocks(path)
+    else:
+        native_sr, blocks = int(handle.samplerate), _soundfile_blocks(handle, path)
+    resample_to = sr if sr is not None and sr != native_sr else None
+    resampler, channels, empty = None, 1, True
+    for block in blocks:
+        if mono and block.shape[0] > 1:
+            block = block.mean(axis=0, keepdims=True)
+        if resample_to is not None:
+            if resampler is None:
+                channels = block.shape[0]
+                resampler = soxr.ResampleStream(
+                    native_sr, resample_to, channels, dtype="float32", quality="HQ"
+                )
+            block = np.ascontiguousarray(resampler.resample_chunk(block.T).T)
+        if block.shape[1]:
+            empty = False
+            yield block
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+        if len(tail):
+            empty = False
+            yield np.ascontiguousarray(tail.T)
+    if empty:
+        raise AudioDecodeError(f"{path}: no audio samples")
+
+
+def _soundfile_blocks(handle: sf.SoundFile, path: Path) -> Iterator[np.ndarray]:
+    # Read until the decoder stops (an MP3 header's frame count is an estimate).
+    # A file that breaks part-way is a bad track, named (blocks have gone out,
+    # so there is no falling back to ffmpeg as load_audio does).
+    with handle:
+        while True:
+            try:
+                block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as error:
+                raise AudioDecodeError(f"{path}: cannot decode ({error})") from error
+            if not len(block):
+                return
+            yield np.ascontiguousarray(block.T)
+
+
+def _ffmpeg_blocks(path: Path) -> Iterator[np.ndarray]:
+    channels = probe_ffmpeg(path)["channels"]
+    frame_bytes = 4 * channels
+    with subprocess.Popen(
+        ffmpeg_decode_command(path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        pending = b""
+        while chunk := proc.stdout.read(BLOCK_FRAMES * frame_bytes):
+            pending += chunk
+            usable = len(pending) - len(pending) % frame_bytes
+            if usable:
+                data = np.frombuffer(pending[:usable], dtype="<f4").reshape(-1, channels)
+                pending = pending[usable:]
+                yield np.ascontiguousarray(data.T, dtype=np.float32)
+        stderr = proc.stderr.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise AudioDecodeError(f"{path}: ffmpeg cannot decode: {_last_line(stderr)}")
 
 
 def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

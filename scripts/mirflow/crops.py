@@ -16,18 +16,26 @@ A track that is digital silence throughout gets no crops, and its
 ``crop_alignment`` says so.
 
 Each loop advances an index strictly, so planning always ends.
+
+Cutting streams the mix and the stems block by block (:func:`cut_spans`), so
+a crop job's memory is bounded by a crop's length, not the track's: a 2-hour
+track would otherwise cost gigabytes per file. The mix is read twice, once to
+learn its length (the plan needs it) and once to cut it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mirflow.audio import to_stereo, write_audio
+from mirflow.errors import TrackError
 from mirflow.provenance import provenance
 from mirflow.records import StageResult
 
@@ -119,72 +127,121 @@ def beats_in_window(beats: np.ndarray, start_s: float, end_s: float) -> np.ndarr
     return window
 
 
+#: Reads a track from its start, block by block: float32 ``(channels, n)``
+#: arrays at the crop sample rate (:func:`mirflow.audio.stream_audio`).
+Blocks = Callable[[], Iterable[np.ndarray]]
+
+
+def cut_spans(
+    blocks: Iterable[np.ndarray], spans: Sequence[tuple[int, int]]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(span index, audio)`` for each ``[start, end)`` span of a block stream.
+
+    Each span is yielded, in order, as soon as the stream has passed its end,
+    and only the samples from the next span's start on are held: memory is
+    bounded by the longest span plus a block, not by the track. Spans must be
+    ordered by start and by end (they may overlap). A span the stream ends
+    inside comes out short (or empty); the caller decides what that means.
+    The stream is read to its end, so an error there still surfaces.
+    """
+    held, held_from, index = None, 0, 0  # held: the stream from sample held_from on
+    for block in blocks:
+        held = block if held is None else np.concatenate((held, block), axis=1)
+        held_to = held_from + held.shape[1]
+        while index < len(spans) and spans[index][1] <= held_to:
+            start, end = spans[index]
+            yield index, held[:, start - held_from : end - held_from]
+            index += 1
+        keep = min(spans[index][0], held_to) if index < len(spans) else held_to
+        held, held_from = held[:, keep - held_from :], keep
+    if held is None:  # no samples at all (stream_audio raises before this)
+        return
+    for rest, (start, end) in enumerate(spans[index:], index):
+        yield rest, held[:, start - held_from : end - held_from]
+
+
 def cut_crops(
     track: str,
-    audio: np.ndarray,
+    audio: Blocks,
     beats: np.ndarray,
-    stems: dict[str, np.ndarray],
+    stems: dict[str, Blocks],
     options: CropOptions,
     out_dir: str | os.PathLike,
 ) -> tuple[CropPlan, dict[str, dict[str, Any]]]:
     """Write every crop (mix, stems, beat slice) into ``out_dir``.
 
-    ``audio`` and each stem are ``(channels, samples)`` at the crop sample
-    rate; stems are cut at the mix's sample boundaries. Returns the plan and
-    each crop's ``.INFO`` fields, keyed by crop name.
+    ``audio`` and each stem read their track at the crop sample rate; stems
+    are cut at the mix's sample boundaries, in step with it. Returns the plan
+    and each crop's ``.INFO`` fields, keyed by crop name. A track that fails
+    (a stem that cannot be decoded) leaves no crop files behind, as when every
+    file was decoded before the first crop was written.
     """
     from mirflow.rhythm import write_beats  # noqa: PLC0415
 
     out_dir = Path(out_dir)
     sr = options.sample_rate
-    total = audio.shape[1]
+    total, sounding = 0, False
+    for block in audio():
+        total += block.shape[1]
+        sounding = sounding or bool(np.any(block))
     downbeats = beats[beats[:, 1] == 1, 0] if len(beats) else np.empty(0)
     plan = plan_crops(total, np.round(downbeats * sr), options)
-    if plan.starts and not np.any(audio):
+    if plan.starts and not sounding:
         # Crops of nothing teach a model nothing: the .INFO says why there are none.
         plan = CropPlan([], "none (digital silence)")
-    audio = fit_channels(audio, options.channels)
-    stems = {name: fit_channels(stem, options.channels) for name, stem in stems.items()}
+    length = options.length_samples
+    spans = [(start, start + length) for start in plan.starts]
+    stem_cuts = {name: cut_spans(read(), spans) for name, read in stems.items()}
     crops: dict[str, dict[str, Any]] = {}
-    for index, start in enumerate(plan.starts):
-        name = crop_name(track, index)
-        end = start + options.length_samples
-        audio_file = f"{name}.{options.format}"
-        write_audio(out_dir / audio_file, audio[:, start:end], sr, options.subtype)
-        stem_files = {}
-        for stem_name, stem in stems.items():
-            stem_file = f"{name}_{stem_name}.{options.format}"
-            write_audio(out_dir / stem_file, _padded(stem, start, end), sr, options.subtype)
-            stem_files[stem_name] = stem_file
-        window = beats_in_window(beats, start / sr, end / sr)
-        beats_file = f"{name}.BEATS"
-        write_beats(out_dir / beats_file, window)
-        crops[name] = {
-            "crop": name,
-            "crop_index": index,
-            "audio_file": audio_file,
-            "stem_files": stem_files,
-            "beats_file": beats_file,
-            "start_sample": start,
-            "end_sample": end,
-            "start_s": start / sr,
-            "duration_s": options.length_samples / sr,
-            "sample_rate": sr,
-            "channels": int(audio.shape[0]),
-            "position_in_file": start / total,
-            "beat_count": int(len(window)),
-            "downbeat_count": int((window[:, 1] == 1).sum()) if len(window) else 0,
-        }
+    written: list[Path] = []
+    try:
+        for index, mix in cut_spans(audio(), spans):
+            start, end = spans[index]
+            name = crop_name(track, index)
+            mix = fit_channels(mix, options.channels)
+            audio_file = f"{name}.{options.format}"
+            written.append(out_dir / audio_file)
+            write_audio(written[-1], mix, sr, options.subtype)
+            stem_files = {}
+            for stem_name, cuts in stem_cuts.items():
+                stem = _padded(fit_channels(next(cuts)[1], options.channels), length)
+                stem_files[stem_name] = f"{name}_{stem_name}.{options.format}"
+                written.append(out_dir / stem_files[stem_name])
+                write_audio(written[-1], stem, sr, options.subtype)
+            window = beats_in_window(beats, start / sr, end / sr)
+            beats_file = f"{name}.BEATS"
+            written.append(out_dir / beats_file)
+            write_beats(written[-1], window)
+            crops[name] = {
+                "crop": name,
+                "crop_index": index,
+                "audio_file": audio_file,
+                "stem_files": stem_files,
+                "beats_file": beats_file,
+                "start_sample": start,
+                "end_sample": end,
+                "start_s": start / sr,
+                "duration_s": length / sr,
+                "sample_rate": sr,
+                "channels": int(mix.shape[0]),
+                "position_in_file": start / total,
+                "beat_count": int(len(window)),
+                "downbeat_count": int((window[:, 1] == 1).sum()) if len(window) else 0,
+            }
+        for cuts in stem_cuts.values():
+            for _ in cuts:  # read every stem to its end: a decoding error there counts
+                pass
+    except TrackError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return plan, crops
 
 
-def _padded(stem: np.ndarray, start: int, end: int) -> np.ndarray:
-    """Stem slice; zero-padded when a separator returned a few samples fewer."""
-    piece = stem[:, start:end]
-    missing = (end - start) - piece.shape[1]
-    if missing > 0:
-        piece = np.pad(piece, ((0, 0), (0, missing)))
-    return piece
+def _padded(stem: np.ndarray, length: int) -> np.ndarray:
+    """A stem crop, zero-padded when a separator returned a few samples fewer."""
+    missing = length - stem.shape[1]
+    return np.pad(stem, ((0, 0), (0, missing))) if missing > 0 else stem
 
 
 def crop_track(
@@ -196,12 +253,16 @@ def crop_track(
     out_dir: str | os.PathLike,
 ) -> StageResult:
     """The crops stage for one track: cut everything and return crops.json's record."""
-    from mirflow.audio import load_audio  # noqa: PLC0415
+    from mirflow.audio import stream_audio  # noqa: PLC0415
     from mirflow.rhythm import read_beats  # noqa: PLC0415
 
-    audio, _ = load_audio(audio_path, sr=options.sample_rate)
-    stems = {name: load_audio(path, sr=options.sample_rate)[0] for name, path in stem_paths.items()}
-    plan, crops = cut_crops(track, audio, read_beats(beats_path), stems, options, out_dir)
+    def blocks(path: str | os.PathLike) -> Blocks:
+        return partial(stream_audio, path, sr=options.sample_rate)
+
+    stems = {name: blocks(path) for name, path in stem_paths.items()}
+    plan, crops = cut_crops(
+        track, blocks(audio_path), read_beats(beats_path), stems, options, out_dir
+    )
     fields = {
         "crop_alignment": plan.alignment,
         "crop_length_samples": options.length_samples,

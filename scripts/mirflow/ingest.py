@@ -49,11 +49,12 @@ def sha256_file(path: str | os.PathLike) -> str:
 REPLACE_HINT = "replace it with a good copy, or remove it from the library"
 
 #: Longest track taken by default (config ``rhythm.max_track_minutes``). Beat
-#: tracking and features hold the whole track in memory: madmom's downbeat
-#: decoder alone keeps 4 bytes per state (14,876 in 4/4) per frame (100 per
-#: second), about 6 MB per second of audio, so a 2-hour track needs some 43 GB
-#: there and would be killed for memory instead of failing with a cause.
-#: 30 minutes needs about 11 GB.
+#: tracking and crops run in memory that does not grow with the track
+#: (:mod:`mirflow.rhythm`, :mod:`mirflow.crops`), but the features stage still
+#: analyses the whole track at once, about 160 MB a minute
+#: (``benchmarks/long_tracks.py``): a 2-hour track would need some 20 GB
+#: there. Each job asks for what its track needs (:mod:`mirflow.memory`), so a
+#: longer limit is safe where the machine has the memory.
 MAX_DURATION_S = 30 * 60.0
 
 
@@ -368,8 +369,8 @@ def ingest_track(
     if facts["duration_s"] > max_duration_s:
         raise TrackError(
             f"{path}: {facts['duration_s'] / 60:.0f} minutes long, over the "
-            f"{max_duration_s / 60:g}-minute limit (beat tracking holds the whole track in "
-            "memory, about 6 MB per second): split it into parts (e.g. "
+            f"{max_duration_s / 60:g}-minute limit (the features stage analyses the whole "
+            "track at once, about 160 MB per minute): split it into parts (e.g. "
             "`ffmpeg -i IN -f segment -segment_time 1200 -c copy OUT_%03d.flac`), or raise "
             "rhythm.max_track_minutes if the machine has the memory"
         )

@@ -134,33 +134,26 @@ def doubling_supported(beats: np.ndarray, onsets: np.ndarray) -> bool:
     return own > 0 and added >= DOUBLING_ONSET_SUPPORT * own
 
 
-def accent_contrast(mono: np.ndarray, sr: int, beats: np.ndarray) -> float | None:
+def accent_contrast(flux: np.ndarray, beats: np.ndarray, fps: int = 100) -> float | None:
     """How much stronger the onsets on the grid's odd beats (1, 3, ...: the ones
     halving keeps) are than on its even beats (the ones it drops), as a ratio of
-    mean spectral flux (madmom's, 100 fps, the peak within 30 ms of the beat).
+    mean spectral flux (``flux``: madmom's, at ``fps``; the peak within 30 ms
+    of the beat).
 
     Metrical accent: when a tracker follows the eighth notes, the real beats
     are its odd ones and carry the kick and snare (ratio > 1); when it follows
     real beats, the even ones carry the backbeat (ratio < 1). None without beats,
     or for a bar of an odd number of beats (halving is no candidate there).
     """
-    from mirflow.madmom_import import import_madmom  # noqa: PLC0415
-
     beats = np.asarray(beats, dtype=float).reshape(-1, 2)
     positions = beats[:, 1].astype(int)
-    if len(beats) == 0 or positions.max() % 2:  # no even bar: no half to vote on
+    if len(beats) == 0 or len(flux) == 0 or positions.max() % 2:  # no even bar: no half to vote on
         return None
     if (positions % 2 == 0).sum() < 2 or (positions % 2 == 1).sum() < 2:
         return None
-    import_madmom()
-    from madmom.audio.signal import Signal  # noqa: PLC0415
-    from madmom.features.onsets import SpectralOnsetProcessor  # noqa: PLC0415
-
-    flux = SpectralOnsetProcessor(onset_method="spectral_flux", fps=100, filterbank=None)(
-        Signal(np.asarray(mono, dtype=np.float32), sample_rate=sr, num_channels=1)
-    )
-    frames = np.clip(np.round(beats[:, 0] * 100).astype(int), 0, len(flux) - 1)
-    peaks = np.array([flux[max(0, f - 3) : f + 4].max() for f in frames])
+    reach = round(0.03 * fps)
+    frames = np.clip(np.round(beats[:, 0] * fps).astype(int), 0, len(flux) - 1)
+    peaks = np.array([flux[max(0, f - reach) : f + reach + 1].max() for f in frames])
     odd, even = peaks[positions % 2 == 1].mean(), peaks[positions % 2 == 0].mean()
     return float(odd / even) if even > 0 else None
 
@@ -240,6 +233,30 @@ def essentia_tempi(mono: np.ndarray, sr: int) -> dict[str, float | None]:
         "bpm_essentia_confidence": float(confidence) if np.isfinite(confidence) else None,
         "bpm_percival": positive(percival),
     }
+
+
+def combine_tempi(estimates: list[tuple[dict, float]]) -> dict[str, float | None]:
+    """One set of :func:`essentia_tempi` fields from the estimates of a track's
+    windows, each weighted by its length: the weighted median of each tempo
+    (a window of another tempo, a mix's transition, does not pull it), the
+    weighted mean confidence. One window gives its own fields unchanged."""
+    keys = ("bpm_essentia", "bpm_essentia_confidence", "bpm_percival")
+    if len(estimates) == 1:
+        return dict(estimates[0][0])
+    out: dict[str, float | None] = {}
+    for key in keys:
+        pairs = [(t[key], w) for t, w in estimates if t.get(key) is not None]
+        if not pairs:
+            out[key] = None
+            continue
+        values, weights = np.array(pairs, dtype=float).T
+        if key == "bpm_essentia_confidence":
+            out[key] = float(np.average(values, weights=weights))
+        else:
+            order = np.argsort(values)
+            cumulative = np.cumsum(weights[order])
+            out[key] = float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    return out
 
 
 def rescale_grid(beats: np.ndarray, beats_per_bar: int) -> np.ndarray:

@@ -24,7 +24,7 @@ def analyzer():
 
 
 def tempo(analyzer, audio):
-    rhythm, fields = with_tempo(analyzer.analyze(audio, 44100), audio, 44100)
+    rhythm, fields = with_tempo(analyzer.analyze(audio, 44100))
     return rhythm, fields
 
 

@@ -1,9 +1,20 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from mirflow.audio import to_stereo
-from mirflow.crops import CropOptions, beats_in_window, cut_crops, fit_channels, plan_crops
+from mirflow.crops import (
+    CropOptions,
+    beats_in_window,
+    crop_track,
+    cut_crops,
+    cut_spans,
+    fit_channels,
+    plan_crops,
+)
+from mirflow.errors import AudioDecodeError
 
 SR = 1000
 
@@ -97,12 +108,16 @@ def test_every_standard_layout_down_mixes_without_clipping(channels):
 
 def test_digital_silence_gets_no_crops_and_says_why(tmp_path):
     silent = np.zeros((2, 20_000), dtype=np.float32)
-    plan, crops = cut_crops("s", silent, np.empty((0, 2)), {}, options(format="wav"), tmp_path)
+    plan, crops = cut_crops(
+        "s", lambda: [silent], np.empty((0, 2)), {}, options(format="wav"), tmp_path
+    )
     assert crops == {} and plan.alignment == "none (digital silence)"
     assert not list(tmp_path.iterdir())
     quiet = silent.copy()
     quiet[0, 5] = 1e-6  # not digital silence: cut as usual
-    plan, crops = cut_crops("q", quiet, np.empty((0, 2)), {}, options(format="wav"), tmp_path)
+    plan, crops = cut_crops(
+        "q", lambda: [quiet], np.empty((0, 2)), {}, options(format="wav"), tmp_path
+    )
     assert len(crops) == 5
 
 
@@ -112,7 +127,12 @@ def test_cut_crops_writes_exact_lengths_with_stems_on_same_boundaries(tmp_path):
     stems = {"drums": audio * 0.5, "bass": audio[:, :19_990] * 0.25}  # bass a bit short
     beats = np.array([[t, (i % 4) + 1] for i, t in enumerate(np.arange(0.25, 20, 0.5))])
     opts = options(format="wav", subtype="FLOAT")
-    plan, crops = cut_crops("t", audio, beats, stems, opts, tmp_path)
+    blocks = {
+        name: (lambda stem=stem: np.array_split(stem, 7, axis=1)) for name, stem in stems.items()
+    }
+    plan, crops = cut_crops(
+        "t", lambda: np.array_split(audio, 3, axis=1), beats, blocks, opts, tmp_path
+    )
     assert len(crops) == len(plan.starts) >= 3
     for crop in crops.values():
         data, sr = sf.read(tmp_path / crop["audio_file"], always_2d=True)
@@ -129,3 +149,50 @@ def test_cut_crops_writes_exact_lengths_with_stems_on_same_boundaries(tmp_path):
         assert crop_beats[0, 1] == 1
         assert np.all(crop_beats[:, 0] < 4.0)
     assert not list(tmp_path.glob(".mirflow-tmp-*"))
+
+
+def test_cut_spans_gives_the_slices_of_the_whole_array():
+    audio = np.random.default_rng(3).standard_normal((2, 10_000)).astype(np.float32)
+    # Overlapping, straddling block edges, touching, past the end and beyond it.
+    spans = [(0, 1500), (900, 2100), (1999, 2101), (2500, 2600), (2999, 5001), (4000, 6000)]
+    spans += [(6000, 7000), (9000, 10_000), (9500, 10_500), (10_200, 10_300)]
+    for blocks in (np.split(audio, 10, axis=1), np.array_split(audio, 37, axis=1), [audio]):
+        cut = list(cut_spans(iter(blocks), spans))
+        assert [index for index, _ in cut] == list(range(len(spans)))
+        for (_, piece), (start, end) in zip(cut, spans, strict=True):
+            assert np.array_equal(piece, audio[:, start:end])
+
+
+def test_crop_memory_is_bounded_by_a_crop_not_the_track(tmp_path):
+    sr, seconds = 44100, 600
+    track = tmp_path / "long.wav"
+    with sf.SoundFile(track, "w", sr, 1, "PCM_16") as out:  # written a minute at a time
+        rng = np.random.default_rng(0)
+        for _ in range(seconds // 60):
+            out.write(rng.uniform(-0.5, 0.5, 60 * sr).astype(np.float32))
+    (tmp_path / "none.BEATS").write_text("")
+    opts = CropOptions(2**19, sr, mode="sequential", channels=None, format="wav", subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        result = crop_track(
+            "long", track, tmp_path / "none.BEATS", {"drums": str(track)}, opts, tmp_path
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(result.crops) == seconds * sr // 2**19
+    decoded = seconds * sr * 4  # the whole track as float32
+    assert peak < 0.25 * decoded, f"peak {peak / 1e6:.0f} MB of a {decoded / 1e6:.0f} MB track"
+
+
+def test_a_stem_failing_midway_leaves_no_crops(tmp_path):
+    audio = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 20_000)).astype(np.float32)
+
+    def truncated_stem():
+        yield audio[:, :10_000]
+        raise AudioDecodeError("bass.m4a: ffmpeg cannot decode: truncated")
+
+    opts = options(mode="sequential", format="wav")
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        cut_crops("t", lambda: [audio], np.empty((0, 2)), {"bass": truncated_stem}, opts, tmp_path)
+    assert not list(tmp_path.iterdir())  # two crops were written, then taken back

@@ -6,10 +6,12 @@ import pytest
 
 from mirflow.export import bpm_of, tag_list
 from mirflow.tempo import (
+    accent_contrast,
     agrees,
     bar_subdivisions,
     choose_tempo,
     closeness,
+    combine_tempi,
     doubling_supported,
     rescale_grid,
 )
@@ -121,3 +123,38 @@ def test_an_undefined_tempo_reaches_no_prompt():
     assert bpm_of(crop) is None
     assert not any("bpm" in tag for tag in tag_list(crop))
     assert bpm_of({"bpm": 88.0, "bpm_is_defined": True}) == 88.0
+
+
+def test_one_windows_tempi_are_the_tracks():
+    one = {"bpm_essentia": 121.3, "bpm_essentia_confidence": 3.1, "bpm_percival": 60.7}
+    assert combine_tempi([(one, 1000)]) == one
+
+
+def test_a_long_tracks_tempo_is_its_windows_weighted_median():
+    # Three windows at 128 bpm and a shorter one at 90 (a transition): the
+    # median keeps 128; the confidence is the length-weighted mean.
+    windows = [
+        ({"bpm_essentia": 128.0, "bpm_essentia_confidence": 3.0, "bpm_percival": 128.5}, 300),
+        ({"bpm_essentia": 90.0, "bpm_essentia_confidence": 1.0, "bpm_percival": None}, 100),
+        ({"bpm_essentia": 127.8, "bpm_essentia_confidence": 3.0, "bpm_percival": 64.0}, 300),
+        ({"bpm_essentia": 128.2, "bpm_essentia_confidence": 3.0, "bpm_percival": 128.0}, 300),
+    ]
+    tempi = combine_tempi(windows)
+    assert tempi["bpm_essentia"] == 128.0
+    assert tempi["bpm_percival"] == 128.0
+    assert tempi["bpm_essentia_confidence"] == pytest.approx(2.8)
+    assert combine_tempi([({"bpm_essentia": None}, 10), ({"bpm_essentia": None}, 5)]) == {
+        "bpm_essentia": None,
+        "bpm_essentia_confidence": None,
+        "bpm_percival": None,
+    }
+
+
+def test_accent_is_read_from_the_flux_at_the_beats():
+    flux = np.zeros(1000)
+    beats = np.array([[t, 1 + i % 4] for i, t in enumerate(np.arange(0.5, 9.5, 0.5))])
+    flux[np.round(beats[beats[:, 1] % 2 == 1, 0] * 100).astype(int) + 2] = 2.0  # 20 ms late
+    flux[np.round(beats[beats[:, 1] % 2 == 0, 0] * 100).astype(int)] = 1.0
+    assert accent_contrast(flux, beats) == pytest.approx(2.0)
+    one_beat_bars = np.column_stack([beats[:, 0], np.ones(len(beats))])
+    assert accent_contrast(flux, one_beat_bars) is None  # an odd bar: no half to vote on

@@ -13,7 +13,7 @@ from snakemake.utils import validate
 # Snakemake puts a rule script's own folder (scripts/) on its path.
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
-from mirflow import plan
+from mirflow import memory, plan
 from mirflow.atomic import write_json
 from mirflow.discovery import TRACK_ID_PATTERN, LibraryError
 from mirflow.fingerprint import groups_by_track
@@ -92,8 +92,22 @@ wildcard_constraints:
     batch="b[0-9a-f]+",
 
 
-def mem_mb(rule_name):
-    return config["resources"]["mem_mb"].get(rule_name, 2000)
+def mem_mb(rule_name, batch_of=None):
+    """Resources callable: the rule's memory for the job's longest track
+    (mirflow.memory). Snakemake calls it again just before the job starts, when
+    ingest has probed the track; ``batch_of`` names the batch plan of a batched rule."""
+
+    def declared(wildcards, attempt):
+        if "track" in wildcards.keys():
+            tracks = [wildcards.track]
+        elif batch_of == "separation":
+            tracks = [track for track, _ in get_batch_members(wildcards)]
+        else:
+            tracks = batch_tracks(batch_of, wildcards.batch) if batch_of else []
+        minutes = memory.longest_minutes(f"{OUT}/tracks/{t}/source.json" for t in tracks)
+        return memory.job_mem_mb(rule_name, minutes, config["resources"], attempt)
+
+    return declared
 
 
 # ---- which stages run, and the run's plan (mirflow.plan) ---------------------

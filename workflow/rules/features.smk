@@ -21,7 +21,7 @@ rule features_batch:
         enabled=config["features"],
     threads: 1
     resources:
-        mem_mb=mem_mb("features_batch"),
+        mem_mb=mem_mb("features_batch", batch_of="features"),
     conda:
         CONDA_ENV
     script:

@@ -26,7 +26,7 @@ for _name, _spec in PASSES.items():
         threads: config[_name]["threads"]
         resources:
             gpu=_spec.gpu(config[_name]),
-            mem_mb=mem_mb(f"{_name}_batch"),
+            mem_mb=mem_mb(f"{_name}_batch", batch_of=_name),
         conda:
             CONDA_ENV
         script:

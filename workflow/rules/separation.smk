@@ -20,7 +20,7 @@ rule separate:
     threads: SEPARATION["threads"]
     resources:
         gpu=1,
-        mem_mb=mem_mb("separate"),
+        mem_mb=mem_mb("separate", batch_of="separation"),
         vram_mb=SEPARATION["vram_mb"],
     conda:
         CONDA_ENV

@@ -1,0 +1,47 @@
+"""The memory a job reserves: its rule's fixed part plus a part per minute of audio.
+
+A job's peak is a fixed cost (the interpreter, the libraries, a model) plus,
+in a stage that holds a track's arrays at once, a part that grows with the
+track's length. ``config["resources"]["mem_mb"]`` holds the fixed parts and
+``mem_mb_per_minute`` the growth (both measured by
+``benchmarks/long_tracks.py``), so the local scheduler and SLURM are told what
+the job will use, not a guess sized for a song. A job of several tracks holds
+one track at a time: its longest counts.
+
+A retry asks for ``attempt`` times as much: SLURM kills a job that passes its
+request, and the same request would be killed again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from typing import Any
+
+#: Memory of a rule the config does not name (summary, export, report).
+DEFAULT_MB = 2000
+
+
+def track_minutes(source_record: str | os.PathLike) -> float:
+    """The track's probed length in minutes, from ingest's ``source.json``;
+    0 while the record is not there yet (a dry run, before ingest)."""
+    try:
+        with open(source_record, encoding="utf-8") as handle:
+            seconds = (json.load(handle).get("track") or {}).get("duration_s")
+    except (OSError, ValueError):
+        return 0.0
+    return float(seconds or 0.0) / 60.0
+
+
+def job_mem_mb(rule: str, minutes: float, resources: dict[str, Any], attempt: int = 1) -> int:
+    """MB that a job of ``rule`` reserves when its longest track is ``minutes`` long."""
+    base = resources.get("mem_mb", {}).get(rule, DEFAULT_MB)
+    growth = resources.get("mem_mb_per_minute", {}).get(rule, 0)
+    return int(math.ceil((base + growth * max(minutes, 0.0)) * max(attempt, 1)))
+
+
+def longest_minutes(source_records: Iterable[str | os.PathLike]) -> float:
+    """The longest of the tracks whose ``source.json`` files are given (0 for none)."""
+    return max((track_minutes(path) for path in source_records), default=0.0)

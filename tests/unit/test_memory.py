@@ -1,0 +1,31 @@
+"""Memory requests from the track's probed length (mirflow.memory)."""
+
+from __future__ import annotations
+
+import json
+
+from mirflow.memory import job_mem_mb, longest_minutes, track_minutes
+
+RESOURCES = {"mem_mb": {"rhythm": 900}, "mem_mb_per_minute": {"rhythm": 2.5}}
+
+
+def source_record(path, seconds):
+    path.write_text(json.dumps({"stage": "ingest", "track": {"duration_s": seconds}}))
+    return path
+
+
+def test_a_request_grows_with_the_track_and_with_each_retry():
+    assert job_mem_mb("rhythm", 0.0, RESOURCES) == 900
+    assert job_mem_mb("rhythm", 120.0, RESOURCES) == 900 + 300
+    assert job_mem_mb("rhythm", 120.0, RESOURCES, attempt=2) == 2 * 1200
+    assert job_mem_mb("summary", 60.0, RESOURCES) == 2000  # a rule left out
+
+
+def test_minutes_come_from_ingests_record(tmp_path):
+    short = source_record(tmp_path / "a.json", 90.0)
+    long = source_record(tmp_path / "b.json", 7200.0)
+    assert track_minutes(short) == 1.5
+    assert longest_minutes([short, long, tmp_path / "not-yet.json"]) == 120.0
+    assert track_minutes(tmp_path / "not-yet.json") == 0.0  # a dry run, before ingest
+    (tmp_path / "bad.json").write_text("{")
+    assert track_minutes(tmp_path / "bad.json") == 0.0
