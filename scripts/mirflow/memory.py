@@ -6,7 +6,9 @@ track's length. ``config["resources"]["mem_mb"]`` holds the fixed parts and
 ``mem_mb_per_minute`` the growth (both measured by
 ``benchmarks/long_tracks.py``), so the local scheduler and SLURM are told what
 the job will use, not a guess sized for a song. A job of several tracks holds
-one track at a time: its longest counts.
+one track at a time: its longest counts. On a cluster the job also runs a
+Snakemake process of its own (~250 MB), which the fixed parts include and
+Snakemake's benchmark files (the job's script only) do not show.
 
 A retry asks for ``attempt`` times as much: SLURM kills a job that passes its
 request, and the same request would be killed again.
