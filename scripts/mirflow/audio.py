@@ -67,7 +67,8 @@ def stream_audio(
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as sf_error:
         if shutil.which("ffmpeg") is None:
             raise AudioDecodeError(f"{path}: cannot decode ({sf_error})") from sf_error
-        native_sr, blocks = probe_ffmpeg(path)["sample_rate"], _ffmpeg_blocks(path)
+        facts = probe_ffmpeg(path)
+        native_sr, blocks = facts["sample_rate"], ffmpeg_blocks(path, facts["channels"])
     else:
         native_sr, blocks = int(handle.samplerate), _soundfile_blocks(handle, path)
     resample_to = sr if sr is not None and sr != native_sr else None
@@ -109,8 +110,9 @@ def _soundfile_blocks(handle: sf.SoundFile, path: Path) -> Iterator[np.ndarray]:
             yield np.ascontiguousarray(block.T)
 
 
-def _ffmpeg_blocks(path: Path) -> Iterator[np.ndarray]:
-    channels = probe_ffmpeg(path)["channels"]
+def ffmpeg_blocks(path: Path, channels: int) -> Iterator[np.ndarray]:
+    """ffmpeg's decoding of ``path`` (``channels`` from :func:`probe_ffmpeg`) as
+    float32 ``(channels, n)`` blocks; AudioDecodeError, naming the file, when it fails."""
     frame_bytes = 4 * channels
     with subprocess.Popen(
         ffmpeg_decode_command(path),

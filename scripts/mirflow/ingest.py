@@ -11,14 +11,13 @@ import hashlib
 import mmap
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from mirflow.audio import ffmpeg_decode_command, probe_ffmpeg
+from mirflow.audio import ffmpeg_blocks, probe_ffmpeg
 from mirflow.errors import AudioDecodeError, TrackError
 from mirflow.provenance import provenance
 from mirflow.records import StageResult
@@ -130,21 +129,10 @@ def _probe_soundfile(path: Path) -> dict[str, Any]:
 def _probe_ffmpeg_decode(path: Path) -> dict[str, Any]:
     facts = probe_ffmpeg(path)
     channels = facts["channels"]
-    cmd = ffmpeg_decode_command(path)
     frames, peak = 0, 0.0
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
-    ) as proc:
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(1 << 22):
-            samples = np.frombuffer(chunk[: len(chunk) - len(chunk) % 4], dtype="<f4")
-            frames += len(samples) // channels
-            if len(samples):
-                peak = max(peak, float(np.abs(samples).max()))
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
-        raise AudioDecodeError(f"{path}: ffmpeg cannot decode: {reason}")
+    for block in ffmpeg_blocks(path, channels):
+        frames += block.shape[1]
+        peak = max(peak, float(np.abs(block).max()))
     return {
         "codec": facts["codec"],
         "container": path.suffix.lower().lstrip("."),
