@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -93,6 +94,65 @@ def stream_audio(
             yield np.ascontiguousarray(tail.T)
     if empty:
         raise AudioDecodeError(f"{path}: no audio samples")
+
+
+class Window(NamedTuple):
+    """One window of :func:`sample_windows`: ``audio`` (channels, n) starts at
+    sample ``start`` of the signal; the window's own samples are
+    ``own_start:own_stop`` of the signal (the rest is context); ``last``: it
+    reaches the signal's end."""
+
+    audio: np.ndarray
+    start: int
+    own_start: int
+    own_stop: int
+    last: bool
+
+
+def sample_windows(
+    blocks: Iterable[np.ndarray], window: int, context: int, unit: int = 1
+) -> Iterator[Window]:
+    """Consecutive ``(channels, n)`` blocks as windows of ``window`` own
+    samples with up to ``context`` samples on either side; only one window
+    and its context are held. Window and context starts fall on multiples
+    of ``unit`` (``window`` and ``context`` must be multiples of it), so
+    frames every ``unit`` samples (or every divisor of it) of a window's
+    audio are frames of the whole signal."""
+    if window < unit or window % unit or context % unit or context < 0:
+        raise ValueError(f"windows of {window} samples, {context} of context, unit {unit}")
+    source = iter(blocks)
+    buffer: np.ndarray | None = None
+    buffer_start, first, ended = 0, 0, False
+    while True:
+        want = first + window + context
+        parts = [] if buffer is None else [buffer]
+        have = buffer_start + (0 if buffer is None else buffer.shape[1])
+        while not ended and have < want:
+            block = next(source, None)
+            if block is None:
+                ended = True
+            else:
+                block = np.asarray(block, dtype=np.float32)
+                parts.append(block[np.newaxis] if block.ndim == 1 else block)
+                have += parts[-1].shape[1]
+        if not parts:
+            return
+        buffer = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        total = buffer_start + buffer.shape[1]
+        last = ended and first + window >= total
+        own_stop = total if last else first + window
+        if own_stop <= first:
+            return
+        start = max(0, first - context)
+        stop = min(total, own_stop + context)
+        yield Window(
+            buffer[:, start - buffer_start : stop - buffer_start], start, first, own_stop, last
+        )
+        if last:
+            return
+        first = own_stop
+        drop = max(0, first - context) - buffer_start
+        buffer, buffer_start = buffer[:, drop:], buffer_start + drop
 
 
 def _soundfile_blocks(handle: sf.SoundFile, path: Path) -> Iterator[np.ndarray]:

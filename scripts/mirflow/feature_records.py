@@ -12,6 +12,7 @@ features of two minutes of audio.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ from mirflow.provenance import provenance
 from mirflow.records import StageResult
 from mirflow.rhythm import read_beats
 from mirflow.tempo import grid_tempo
-from mirflow.time_series import DEFAULT_FRAME_RATE
+from mirflow.time_series import DEFAULT_FRAME_RATE, hop_for
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +88,47 @@ def features_record(
     frame_rate, slices = series_options(config_features)
     if frame_rate is not None and time_series_path is None:
         raise ValueError("time series are on but no time_series_path was given")
+    from mirflow import time_series  # noqa: PLC0415
+
     track: dict[str, Any] = {}
     per_crop: dict[str, dict[str, Any]] = {}
     if audio_path and (track_features or frame_rate is not None or crops):
-        from mirflow import time_series  # noqa: PLC0415
+        from mirflow import feature_windows  # noqa: PLC0415
 
         beats = read_beats(beats_path)
-        frames, stem_frames = analyse(audio_path, stems, ANALYSIS_SAMPLE_RATE)
-        if track_features:
-            track = describe(frames, beats, np.asarray(onsets, dtype=float), enabled)
-            track.update(stem_features(stem_frames, beats, enabled))
-        table = None
-        if frame_rate is not None:
-            table = time_series.track_curves(frames, beats, frame_rate)
+        sr = ANALYSIS_SAMPLE_RATE
+        series_hop = None if frame_rate is None else hop_for(frame_rate, sr)
+        # The context holds a crop whole, whatever its length.
+        longest_crop = max((float(c["duration_s"]) for c in (crops or {}).values()), default=0.0)
+        context_s = max(feature_windows.CONTEXT_S, longest_crop + 1.0)
+        unit = feature_windows.unit_for(sr, series_hop)
+        mix_windows = feature_windows.windows(audio_path, sr, unit, context_s)
+        first = next(mix_windows)
+        if first.last:  # a song: analysed whole
+            track, table, per_crop = _whole_track(
+                first.audio, audio_path, beats, onsets, config_features, crops, stems,
+                tempo_defined, track_features,
+            )  # fmt: skip
+        else:
+            stem_windows = {
+                name: feature_windows.windows(path, sr, unit, context_s)
+                for name, path in (stems or {}).items()
+            }
+            track, table, per_crop = _windowed(
+                feature_windows.zip_windows(itertools.chain([first], mix_windows), stem_windows),
+                beats, onsets, config_features, crops, tempo_defined, track_features,
+            )  # fmt: skip
+            if crops and int(next(iter(crops.values()))["sample_rate"]) != sr:
+                per_crop = _windowed_crops_at_their_rate(
+                    audio_path, stems, beats, onsets, config_features, crops, tempo_defined,
+                    context_s,
+                )  # fmt: skip
+        if table is not None:
             time_series.write_table(table, time_series_path)
             track["time_series_file"] = Path(time_series_path).name
             track["time_series_frame_rate"] = frame_rate
-        if crops:
-            bases = crop_bases(frames, stem_frames, crops, audio_path, stems)
-            per_crop = crop_features(
-                bases, crops, beats, onsets, config_features, tempo_defined,
-                table if slices else None,
-            )  # fmt: skip
+            if slices:
+                add_series_slices(per_crop, crops or {}, table, frame_rate)
     made_by = provenance(
         FEATURE_TOOLS,
         params={
@@ -118,6 +138,158 @@ def features_record(
         },
     )
     return StageResult(stage="features", track=track, crops=per_crop, provenance=made_by)
+
+
+def _whole_track(
+    audio,
+    audio_path,
+    beats,
+    onsets,
+    config_features,
+    crops,
+    stems,
+    tempo_defined,
+    track_features,
+):
+    """(track fields, time series or None, crop fields) of a song, analysed whole."""
+    from mirflow import features, time_series  # noqa: PLC0415
+
+    enabled = switches(config_features)
+    frame_rate, _ = series_options(config_features)
+    loaded = {
+        name: load_audio(path, sr=ANALYSIS_SAMPLE_RATE)[0] for name, path in (stems or {}).items()
+    }
+    frames = features.Analysis(audio, ANALYSIS_SAMPLE_RATE, harmonic=harmonic_source(loaded))
+    stem_frames = {
+        name: features.Analysis(stem, ANALYSIS_SAMPLE_RATE) for name, stem in loaded.items()
+    }
+    track: dict[str, Any] = {}
+    if track_features:
+        track = describe(frames, beats, np.asarray(onsets, dtype=float), enabled)
+        track.update(stem_features(stem_frames, beats, enabled))
+    table = None if frame_rate is None else time_series.track_curves(frames, beats, frame_rate)
+    per_crop = {}
+    if crops:
+        bases = crop_bases(frames, stem_frames, crops, audio_path, stems)
+        per_crop = crop_features(bases, crops, beats, onsets, config_features, tempo_defined)
+    return track, table, per_crop
+
+
+def _windowed(
+    windows,
+    beats,
+    onsets,
+    config_features,
+    crops,
+    tempo_defined,
+    track_features,
+    track_parts: bool = True,
+):
+    """:func:`_whole_track` of a track longer than a window, a window at a
+    time (:mod:`mirflow.feature_windows`). ``track_parts`` false: only the
+    crops (at a rate other than the analysis's)."""
+    from mirflow import feature_windows, features, time_series  # noqa: PLC0415
+
+    enabled = switches(config_features)
+    frame_rate, _ = series_options(config_features)
+    series_on = track_parts and frame_rate is not None
+    track_on = track_parts and track_features
+    joiner = stem_joiners = None
+    rows: list[dict[str, np.ndarray]] = []
+    per_crop: dict[str, dict[str, Any]] = {}
+    beats = np.asarray(beats, dtype=float).reshape(-1, 2)
+    for window, stem_windows in windows:
+        sr = ANALYSIS_SAMPLE_RATE if track_parts else int(next(iter(crops.values()))["sample_rate"])
+        stem_audio = {name: w.audio for name, w in stem_windows.items()}
+        mix = features.Analysis(window.audio, sr, harmonic=harmonic_source(stem_audio))
+        stem_frames = {name: features.Analysis(a, sr) for name, a in stem_audio.items()}
+        if track_on:
+            if joiner is None:
+                joiner = feature_windows.Joiner(
+                    sr, feature_windows.needs(enabled, feature_windows.TRACK_NEEDS)
+                )
+                stem_joiners = {}
+            joiner.add(mix, window)
+            for name, frames in stem_frames.items():
+                if name not in stem_joiners:
+                    stem_joiners[name] = feature_windows.Joiner(
+                        sr, feature_windows.needs(enabled, feature_windows.STEM_NEEDS)
+                    )
+                stem_joiners[name].add(frames, stem_windows[name])
+        if series_on:
+            offset = window.start / sr
+            shifted = beats - [offset, 0.0]
+            curves = time_series.track_curves(mix, shifted, frame_rate)
+            hop = hop_for(frame_rate, sr)
+            lo = (window.own_start - window.start) // hop
+            hi = None if window.last else (window.own_stop - window.start) // hop
+            part = {name: values[lo:hi] for name, values in curves.items()}
+            part["time_s"] = part["time_s"] + offset
+            rows.append(part)
+        own = {
+            name: crop for name, crop in (crops or {}).items()
+            if window.own_start <= int(crop["start_sample"]) < window.own_stop
+            or (window.last and int(crop["start_sample"]) >= window.own_stop)
+        }  # fmt: skip
+        if own:
+            bases = _laid_out(mix, stem_frames, own)
+            per_crop.update(crop_features(
+                bases, own, beats, onsets, config_features, tempo_defined, offset=window.start
+            ))  # fmt: skip
+    track: dict[str, Any] = {}
+    if track_on and joiner is not None:
+        joined = joiner.analysis()
+        track = describe(joined, beats, np.asarray(onsets, dtype=float), enabled)
+        stems_joined = {name: j.analysis() for name, j in stem_joiners.items()}
+        track.update(stem_features(stems_joined, beats, enabled))
+    table = None
+    if series_on:
+        table = {name: np.concatenate([part[name] for part in rows]) for name in rows[0]}
+    return track, table, per_crop
+
+
+def _windowed_crops_at_their_rate(
+    audio_path, stems, beats, onsets, config_features, crops, tempo_defined, context_s
+):
+    """The crops of a long track whose crops have another sample rate than
+    the analysis: a second pass over the track at theirs."""
+    from mirflow import feature_windows  # noqa: PLC0415
+
+    sr = int(next(iter(crops.values()))["sample_rate"])
+    unit = feature_windows.unit_for(sr, None)
+    pairs = feature_windows.zip_windows(
+        feature_windows.windows(audio_path, sr, unit, context_s),
+        {
+            name: feature_windows.windows(path, sr, unit, context_s)
+            for name, path in (stems or {}).items()
+        },
+    )
+    return _windowed(pairs, beats, onsets, config_features, crops, tempo_defined, False, False)[2]
+
+
+def _laid_out(frames, stem_frames, crops):
+    """The analyses in the crops' channel layout (a mono track's crops are stereo)."""
+    from mirflow.crops import fit_channels  # noqa: PLC0415
+
+    channels = int(next(iter(crops.values()))["channels"])
+
+    def laid_out(analysis):
+        audio = fit_channels(analysis.audio, channels)
+        return analysis if audio is analysis.audio else analysis.relayout(audio)
+
+    return laid_out(frames), {name: laid_out(a) for name, a in stem_frames.items()}
+
+
+def add_series_slices(per_crop, crops, table, frame_rate: float) -> None:
+    """Each crop's slice of the track's time series, into its fields."""
+    from mirflow import time_series  # noqa: PLC0415
+
+    for name, fields in per_crop.items():
+        crop = crops[name]
+        fields["time_series"] = time_series.crop_slice(
+            table, crop["start_s"], crop["duration_s"], frame_rate
+        )
+        fields["time_series_frame_rate"] = frame_rate
 
 
 def analyse(
@@ -145,18 +317,10 @@ def crop_bases(frames, stem_frames, crops, audio_path, stems):
     analyses in the crops' channel layout (a mono track's crops are stereo),
     or, when the crops have another sample rate than the analysis, analyses
     of the track at theirs."""
-    from mirflow.crops import fit_channels  # noqa: PLC0415
-
     first = next(iter(crops.values()))
-    rate, channels = int(first["sample_rate"]), int(first["channels"])
-    if rate != frames.sr:
-        frames, stem_frames = analyse(audio_path, stems, rate)
-
-    def laid_out(analysis):
-        audio = fit_channels(analysis.audio, channels)
-        return analysis if audio is analysis.audio else analysis.relayout(audio)
-
-    return laid_out(frames), {name: laid_out(a) for name, a in stem_frames.items()}
+    if int(first["sample_rate"]) != frames.sr:
+        frames, stem_frames = analyse(audio_path, stems, int(first["sample_rate"]))
+    return _laid_out(frames, stem_frames, crops)
 
 
 def features_batch(
@@ -251,20 +415,20 @@ def stem_features(stems: dict[str, Any], beats: np.ndarray, enabled: dict[str, b
     on an isolated stem there is little for a better one to untangle.
     """
     from mirflow import harmony  # noqa: PLC0415
-    from mirflow.features import _loudness_from_power, bar_onset_density, rhythm_statistics  # noqa: PLC0415
+    from mirflow.features import analysis_loudness, bar_onset_density, rhythm_statistics  # noqa: PLC0415
 
     fields: dict[str, Any] = {}
     beat_times = np.asarray(beats, dtype=float).reshape(-1, 2)[:, 0] if np.size(beats) else []
     for name, frames in stems.items():
         if enabled.get("loudness"):
-            level = _loudness_from_power(frames.k_power, frames.sr)
+            level = analysis_loudness(frames)
             fields[f"lufs_{name}"], fields[f"lra_{name}"] = level["lufs"], level["lra"]
         rhythmic = name in RHYTHMIC_STEMS and (
             enabled.get("rhythm") or enabled.get("rhythm_detail")
         )
         if rhythmic:
             onsets = frames.onset_times
-            stats = rhythm_statistics(beats, onsets, frames.mono.size / frames.sr)
+            stats = rhythm_statistics(beats, onsets, frames.n_samples / frames.sr)
             if enabled.get("rhythm"):
                 for key in ("onset_density", "syncopation", "rhythmic_complexity"):
                     fields[f"{key}_{name}"] = stats[key]
@@ -287,18 +451,16 @@ def crop_features(
     onsets: list[float],
     config_features: dict[str, Any],
     tempo_defined: bool = True,
-    table=None,
+    offset: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Features of every crop of a track from its span of ``bases`` (see
-    :func:`crop_bases`), the track's ``beats`` and ``onsets`` inside it. A
-    crop's ``bpm`` is its beats' tempo, None when the track's is not
-    defined. With the track's time series ``table``, each crop gets its slice."""
-    from mirflow import time_series  # noqa: PLC0415
+    :func:`crop_bases`; analyses of the track from sample ``offset`` on),
+    the track's ``beats`` and ``onsets`` inside it. A crop's ``bpm`` is its
+    beats' tempo, None when the track's is not defined."""
     from mirflow.crops import beats_in_window  # noqa: PLC0415
 
     mix, stems = bases
     enabled = switches(config_features)
-    frame_rate, _ = series_options(config_features)
     onset_times = np.asarray(onsets, dtype=float)
     results: dict[str, dict[str, Any]] = {}
     for name, crop in crops.items():
@@ -306,15 +468,11 @@ def crop_features(
         start, duration = first / mix.sr, (stop - first) / mix.sr
         window = beats_in_window(beats, start, start + duration)
         inside = (onset_times >= start) & (onset_times < start + duration)
-        frames = mix.span(first, stop)
+        frames = mix.span(first - offset, stop - offset)
         fields = describe(frames, window, onset_times[inside] - start, enabled)
         fields["bpm"] = grid_tempo(window[:, 0]) if tempo_defined else None
-        own = {stem: stems[stem].span(first, stop) for stem in crop.get("stem_files", {})}
+        own = {stem: stems[stem].span(first - offset, stop - offset)
+               for stem in crop.get("stem_files", {})}  # fmt: skip
         fields.update(stem_features(own, window, enabled))
-        if table is not None:
-            fields["time_series"] = time_series.crop_slice(
-                table, crop["start_s"], crop["duration_s"], frame_rate
-            )
-            fields["time_series_frame_rate"] = frame_rate
         results[name] = fields
     return results

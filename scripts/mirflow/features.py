@@ -231,25 +231,48 @@ def k_weighted_power(audio: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum((weighted**2).sum(axis=0))])
 
 
-def block_power(cumulative: np.ndarray, sr: int, block_s: float, hop_s: float) -> np.ndarray:
+def block_power(
+    cumulative: np.ndarray,
+    sr: int,
+    block_s: float,
+    hop_s: float,
+    n: int | None = None,
+    step: int = 1,
+) -> np.ndarray:
     """Mean K-weighted power of blocks of ``block_s`` every ``hop_s``, the
-    first starting at 0, the last ending by the signal's end."""
-    n = cumulative.size - 1
+    first starting at 0, the last ending by the signal's end (``n``
+    samples). ``cumulative`` may hold only every ``step``-th value (a long
+    track's, :mod:`mirflow.feature_windows`; the block and hop lengths are
+    multiples of it)."""
+    n = cumulative.size - 1 if n is None else n
     length, hop = round(block_s * sr), round(hop_s * sr)
     if n < length:
         return np.empty(0)
     starts = np.arange(0, n - length + 1, hop)
-    return (cumulative[starts + length] - cumulative[starts]) / length
+    return (cumulative[(starts + length) // step] - cumulative[starts // step]) / length
 
 
-def _loudness_from_power(cumulative: np.ndarray, sr: int) -> dict[str, float | None]:
-    duration = (cumulative.size - 1) / sr
+def loudness_step(sr: int) -> int:
+    """The coarsest ``step`` :func:`block_power` can read loudness at."""
+    return math.gcd(round(0.4 * sr), round(0.1 * sr), round(3.0 * sr))
+
+
+def analysis_loudness(frames: Analysis) -> dict[str, float | None]:
+    """:func:`loudness` of an analysis (a track's, a span's or a joined one)."""
+    return _loudness_from_power(frames.k_power, frames.sr, frames.n_samples, frames.k_power_step)
+
+
+def _loudness_from_power(
+    cumulative: np.ndarray, sr: int, n: int | None = None, step: int = 1
+) -> dict[str, float | None]:
+    n = cumulative.size - 1 if n is None else n
+    duration = n / sr
     if duration < MIN_LUFS_S or not cumulative[-1] > 0:
         return {"lufs": None, "lra": None}
     # 400 ms blocks with 75 % overlap (BS.1770-4); 3 s short-term windows
     # every 100 ms (Tech 3342).
-    lufs = _gated_integrated(block_power(cumulative, sr, 0.4, 0.1))
-    short_term = _power_to_lufs(block_power(cumulative, sr, 3.0, 0.1))
+    lufs = _gated_integrated(block_power(cumulative, sr, 0.4, 0.1, n, step))
+    short_term = _power_to_lufs(block_power(cumulative, sr, 3.0, 0.1, n, step))
     lra_defined = duration >= MIN_LRA_S and np.any(short_term > ABSOLUTE_GATE_LUFS)
     return {
         "lufs": _finite_or_none(lufs) if lufs > ABSOLUTE_GATE_LUFS else None,
@@ -393,7 +416,8 @@ def multiband_rms(mono: np.ndarray, sr: int) -> dict[str, float | None]:
     (-120). The air band's top edge is capped at 0.95 x Nyquist; a band
     whose low edge is not below that cap is ``None``.
     """
-    return _multiband_from_power(band_power(_as_mono(mono), sr))
+    mono = _as_mono(mono)
+    return _multiband_from_power(band_power(mono, sr), mono.size)
 
 
 def band_power(mono: np.ndarray, sr: int) -> dict[str, np.ndarray | None]:
@@ -415,11 +439,14 @@ def band_power(mono: np.ndarray, sr: int) -> dict[str, np.ndarray | None]:
     return out
 
 
-def _multiband_from_power(power: dict[str, np.ndarray | None]) -> dict[str, float | None]:
+def _multiband_from_power(
+    power: dict[str, np.ndarray | None], n_samples: int
+) -> dict[str, float | None]:
+    """Band levels from :func:`band_power` (its last value: the band's total)."""
     return {
         name: None
         if cumulative is None
-        else float(_db(cumulative[-1] / (cumulative.size - 1) if cumulative.size > 1 else 0.0))
+        else float(_db(cumulative[-1] / n_samples if n_samples else 0.0))
         for name, cumulative in power.items()
     }
 
@@ -432,12 +459,12 @@ def chroma(mono: np.ndarray, sr: int) -> dict[str, float | None]:
     estimated), averaged over sounding frames and scaled so the largest bin
     is 1. ``None`` for silence or input shorter than one STFT frame."""
     mono = _as_mono(mono)
-    return _chroma_from_frames(chroma_frames(mono, sr), mono)
+    return _chroma_from_frames(chroma_frames(mono, sr) if mono.size >= N_FFT else None)
 
 
-def _chroma_from_frames(frames: dict[str, np.ndarray] | None, mono: np.ndarray):
+def _chroma_from_frames(frames: dict[str, np.ndarray] | None):
     none = {f"chroma_{i}": None for i in range(12)}
-    if frames is None or mono.size < N_FFT or not np.any(mono):
+    if frames is None:
         return none
     sounding = frames["sounding"]
     if not sounding.any():
@@ -692,8 +719,9 @@ class _Shared:
     of an array or of each array of a dict), ``"rows"`` (the same along the
     first axis), ``"regions"`` (per channel, ``(starts, ends)`` in seconds),
     ``"times"`` (event times in seconds), ``"blocks"`` (one value per
-    ``hop`` samples: the span takes every block it overlaps) and
-    ``"whole"`` (the track's value stands for its spans: the tuning). ``mono``: made from the
+    ``hop`` samples: the span takes every block it overlaps),
+    ``"whole"`` (the track's value stands for its spans: the tuning) and
+    ``"own"`` (a span computes its own from its samples: the key). ``mono``: made from the
     channel mean (or the harmonic source), so an analysis of the same
     signal in another channel layout shares it (:meth:`Analysis.relayout`).
     """
@@ -709,7 +737,7 @@ class _Shared:
             return self
         cache = analysis._mono_cache if self.mono else analysis._cache
         if self.name not in cache:
-            if analysis.parent is None:
+            if analysis.parent is None or self.cut == "own":
                 cache[self.name] = self.make(analysis)
             else:
                 whole = getattr(analysis.parent, self.name)
@@ -758,7 +786,7 @@ def _onset_envelope(frames: Analysis) -> np.ndarray:
 
 def _onset_times(frames: Analysis) -> np.ndarray:
     """librosa's peak-picked onsets on the onset envelope, seconds."""
-    if not np.any(frames.mono):
+    if not frames.sounds:
         return np.empty(0)
     return librosa.onset.onset_detect(
         onset_envelope=frames.onset_envelope, sr=frames.sr, hop_length=HOP, units="time"
@@ -790,6 +818,19 @@ def _hpcps(frames: Analysis) -> np.ndarray:
     return frame_hpcps(source, frames.sr)
 
 
+def _sample_level(frames: Analysis):
+    from mirflow import dynamics  # noqa: PLC0415
+
+    return dynamics.sample_level(frames.audio)
+
+
+def _complexity_energies(frames: Analysis) -> np.ndarray:
+    from mirflow import dynamics  # noqa: PLC0415
+
+    energies = dynamics.complexity_energies(frames.mono, frames.sr)[1]
+    return energies[: frames.mono.size // int(dynamics.COMPLEXITY_FRAME_S * frames.sr)]
+
+
 class Analysis:
     """One signal's intermediate results (per-frame spectral values, the
     K-weighted and band powers, the onset envelope, chroma and HPCP frames,
@@ -809,6 +850,8 @@ class Analysis:
         self.harmonic = harmonic
         self.parent: Analysis | None = None
         self.start, self.stop = 0, self.mono.size
+        self.n_samples, self.sounds = self.mono.size, bool(np.any(self.mono))
+        self.k_power_step = 1
         self._cache: dict[str, Any] = {}
         self._mono_cache: dict[str, Any] = {}
 
@@ -827,6 +870,8 @@ class Analysis:
         part.mono = self.mono[start:stop]
         part.harmonic = None if self.harmonic is None else self.harmonic[..., start:stop]
         part.parent, part.start, part.stop = self, start, stop
+        part.n_samples, part.sounds = part.mono.size, bool(np.any(part.mono))
+        part.k_power_step = 1
         part._cache, part._mono_cache = {}, {}
         return part
 
@@ -864,6 +909,11 @@ class Analysis:
     silence_rms = _Shared(_silence_rms, "frames", HOP)  # mirflow.dynamics: the same hop
     saturation_regions = _Shared(_saturation_regions, "regions", mono=False)
     true_peaks = _Shared(_true_peaks, "blocks", TRUE_PEAK_BLOCK, mono=False)
+    key = _Shared(lambda a: estimate_key(a.mono, a.sr), "own")
+    #: :func:`mirflow.dynamics.sample_level` (the crest factor).
+    sample_level = _Shared(_sample_level, "own", mono=False)
+    #: :func:`mirflow.dynamics.complexity_energies`, whole frames only.
+    complexity_energies = _Shared(_complexity_energies, "own")
 
 
 def describe(
@@ -888,22 +938,26 @@ def describe(
     if unknown:
         raise ValueError(f"unknown feature groups: {sorted(unknown)}")
     frames = analysis if analysis is not None else Analysis(audio, sr)
-    audio, mono = frames.audio, frames.mono
+    n, duration = frames.n_samples, frames.n_samples / sr
     groups = {
-        "loudness": lambda: _loudness_from_power(frames.k_power, sr),
+        "loudness": lambda: analysis_loudness(frames),
         "spectral": lambda: _spectral_from_frames(frames.spectral_frames),
         "spectral_shape": lambda: _shape_from_frames(frames.spectral_frames, frames.zero_crossings),
-        "multiband_rms": lambda: _multiband_from_power(frames.band_power),
-        "chroma": lambda: _chroma_from_frames(frames.chroma_frames, mono),
-        "key": lambda: estimate_key(mono, sr),
+        "multiband_rms": lambda: _multiband_from_power(frames.band_power, n),
+        "chroma": lambda: _chroma_from_frames(
+            frames.chroma_frames if n >= N_FFT and frames.sounds else None
+        ),
+        "key": lambda: frames.key,
         "harmonic": lambda: harmony.harmonic_profile(frames.hpcps, sr),
-        "rhythm": lambda: rhythm_statistics(beats, onsets, audio.shape[1] / sr),
+        "rhythm": lambda: rhythm_statistics(beats, onsets, duration),
         "rhythm_detail": lambda: _rhythm_detail(frames, beats, onsets),
         "saturation": lambda: {
-            **dynamics.saturation_from_regions(frames.saturation_regions, audio.shape[1] / sr),
-            **dynamics.peaks(audio, sr, frames.true_peaks),
+            **dynamics.saturation_from_regions(frames.saturation_regions, duration),
+            **dynamics.peaks_from(frames.sample_level, frames.true_peaks),
         },
-        "dynamics": lambda: dynamics.dynamics(mono, sr, frames.silence_rms),
+        "dynamics": lambda: dynamics.dynamics_from(
+            frames.complexity_energies, frames.silence_rms, n, frames.sounds, sr
+        ),
     }
     out: dict[str, Any] = {}
     for group in FEATURE_GROUPS:
@@ -916,7 +970,7 @@ def _rhythm_detail(frames: Analysis, beats: np.ndarray, onsets: np.ndarray) -> d
     envelope = frames.onset_envelope
     onset_times = np.sort(_finite_1d(onsets))
     intervals = np.diff(onset_times)
-    defined = frames.mono.size >= N_FFT and np.any(frames.mono)
+    defined = frames.n_samples >= N_FFT and frames.sounds
     return {
         "onset_strength_mean": _finite_or_none(envelope.mean()) if defined else None,
         "onset_strength_std": _finite_or_none(envelope.std()) if defined else None,

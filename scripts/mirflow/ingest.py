@@ -47,14 +47,12 @@ def sha256_file(path: str | os.PathLike) -> str:
 #: What a user can do about a file that is not usable audio.
 REPLACE_HINT = "replace it with a good copy, or remove it from the library"
 
-#: Longest track taken by default (config ``rhythm.max_track_minutes``). Beat
-#: tracking and crops run in memory that does not grow with the track
-#: (:mod:`mirflow.rhythm`, :mod:`mirflow.crops`), but the features stage still
-#: analyses the whole track at once, about 160 MB a minute
-#: (``benchmarks/long_tracks.py``): a 2-hour track would need some 20 GB
-#: there. Each job asks for what its track needs (:mod:`mirflow.memory`), so a
-#: longer limit is safe where the machine has the memory.
-MAX_DURATION_S = 30 * 60.0
+#: Longest track taken by default (config ``rhythm.max_track_minutes``): 2.5
+#: hours, a long DJ mix or concert. Beats, crops and features run a window
+#: at a time (:mod:`mirflow.rhythm`, :mod:`mirflow.crops`,
+#: :mod:`mirflow.feature_windows`), so memory does not grow with the track;
+#: time does (README "Long tracks"), which is what the limit guards.
+MAX_DURATION_S = 150 * 60.0
 
 
 def probe(path: str | os.PathLike) -> dict[str, Any]:
@@ -357,10 +355,10 @@ def ingest_track(
     if facts["duration_s"] > max_duration_s:
         raise TrackError(
             f"{path}: {facts['duration_s'] / 60:.0f} minutes long, over the "
-            f"{max_duration_s / 60:g}-minute limit (the features stage analyses the whole "
-            "track at once, about 160 MB per minute): split it into parts (e.g. "
-            "`ffmpeg -i IN -f segment -segment_time 1200 -c copy OUT_%03d.flac`), or raise "
-            "rhythm.max_track_minutes if the machine has the memory"
+            f"{max_duration_s / 60:g}-minute limit (rhythm.max_track_minutes; beat "
+            "tracking takes about a minute per 2.5 minutes of audio): split it into parts "
+            "(e.g. `ffmpeg -i IN -f segment -segment_time 3600 -c copy OUT_%03d.flac`), or "
+            "raise rhythm.max_track_minutes"
         )
     tags, tags_error = read_tags(path)
     fields: dict[str, Any] = {

@@ -25,6 +25,11 @@ from typing import Any
 #: Memory of a rule the config does not name (summary, export, report).
 DEFAULT_MB = 2000
 
+#: Minutes of audio a rule that works a window at a time holds at most: the
+#: features' window and its context on either side
+#: (mirflow.feature_windows.WINDOW_S, CONTEXT_S; a test keeps them equal).
+HELD_MINUTES = {"features_batch": (300.0 + 2 * 15.0) / 60.0}
+
 
 def track_minutes(source_record: str | os.PathLike) -> float:
     """The track's probed length in minutes, from ingest's ``source.json``;
@@ -41,7 +46,8 @@ def job_mem_mb(rule: str, minutes: float, resources: dict[str, Any], attempt: in
     """MB that a job of ``rule`` reserves when its longest track is ``minutes`` long."""
     base = resources.get("mem_mb", {}).get(rule, DEFAULT_MB)
     growth = resources.get("mem_mb_per_minute", {}).get(rule, 0)
-    return int(math.ceil((base + growth * max(minutes, 0.0)) * max(attempt, 1)))
+    held = min(max(minutes, 0.0), HELD_MINUTES.get(rule, math.inf))
+    return int(math.ceil((base + growth * held) * max(attempt, 1)))
 
 
 def longest_minutes(source_records: Iterable[str | os.PathLike]) -> float:

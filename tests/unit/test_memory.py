@@ -29,3 +29,13 @@ def test_minutes_come_from_ingests_record(tmp_path):
     assert track_minutes(tmp_path / "not-yet.json") == 0.0  # a dry run, before ingest
     (tmp_path / "bad.json").write_text("{")
     assert track_minutes(tmp_path / "bad.json") == 0.0
+
+
+def test_a_rule_that_works_in_windows_stops_growing_at_its_window():
+    resources = {"mem_mb": {"features_batch": 1300}, "mem_mb_per_minute": {"features_batch": 160}}
+    song = job_mem_mb("features_batch", 4.0, resources)
+    assert song == 1300 + 160 * 4
+    assert job_mem_mb("features_batch", 120.0, resources) == job_mem_mb(
+        "features_batch", 6.0, resources
+    )
+    assert job_mem_mb("features_batch", 120.0, resources) == int(1300 + 160 * 5.5)

@@ -222,7 +222,7 @@ ODD_NAMES = {
 }
 
 
-def corpus_cases(two_hours: bool = True) -> list[Case]:
+def corpus_cases(very_long: bool = True) -> list[Case]:
     """Every case, before anything is written (tests are parametrised by them)."""
     song = _song
     cases = [
@@ -419,29 +419,29 @@ def corpus_cases(two_hours: bool = True) -> list[Case]:
             note="not a track: discovery skips it",
         ),
     ]
-    if two_hours:
+    if very_long:
         cases.append(
             Case(
-                "2-hour track (8 kHz mono FLAC, 13 MB)",
-                ("two hours.flac",),
+                "4-hour track (8 kHz mono FLAC, 26 MB)",
+                ("four hours.flac",),
                 FAILED,
-                lambda root: write_two_hours(root / "two hours.flac"),
-                cause="over the 30-minute limit",
-                note="failed at ingest: over the 30-minute limit (memory); split it",
+                lambda root: write_hours(root / "four hours.flac", 4),
+                cause="over the 150-minute limit",
+                note="failed at ingest: over the 150-minute limit (time); split it",
             )
         )
     return cases
 
 
-def build_corpus(root: str | os.PathLike, two_hours: bool = True) -> list[Case]:
+def build_corpus(root: str | os.PathLike, very_long: bool = True) -> list[Case]:
     """Write every case into ``root`` (created) and return the cases.
 
-    ``two_hours`` adds the 2-hour track (8 kHz mono FLAC written one minute at
-    a time: about 13 MB, 2 s to write; ingest decodes it in about 1 s).
+    ``very_long`` adds the 4-hour track (8 kHz mono FLAC written one minute at
+    a time: about 26 MB, 4 s to write; ingest decodes it in about 2 s).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    cases = corpus_cases(two_hours)
+    cases = corpus_cases(very_long)
     for case in cases:
         case.make(root)
     return cases
@@ -457,12 +457,12 @@ def _m4a(path: Path) -> None:
     wav.unlink()
 
 
-def write_two_hours(path: Path, sr: int = 8000) -> Path:
-    """2 hours of the bar at 8 kHz mono, written one minute at a time."""
-    # Clicks alone: the digital silence between them packs 2 hours into ~13 MB.
+def write_hours(path: Path, hours: int, sr: int = 8000) -> Path:
+    """``hours`` of the bar at 8 kHz mono, written one minute at a time."""
+    # Clicks alone: the digital silence between them packs an hour into ~6.5 MB.
     minute = music(60.0, sr, channels=1, noise=0.0, chord=0.0)
     with sf.SoundFile(path, "w", sr, 1, format="FLAC", subtype="PCM_16") as handle:
-        for _ in range(120):
+        for _ in range(60 * hours):
             handle.write(minute)
     return path
 
