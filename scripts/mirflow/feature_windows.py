@@ -144,10 +144,11 @@ class Joiner:
             elif name == "k_power":
                 self._add_segments(analysis.k_power, window)
             elif name == "band_power":
-                for band, cumulative in own.band_power.items():
+                lo, hi = window.own_start - window.start, window.own_stop - window.start
+                for band, cumulative in analysis.band_power.items():
                     self.bands[band] = (
                         None if cumulative is None
-                        else self.bands.get(band, 0.0) + float(cumulative[-1])
+                        else self.bands.get(band, 0.0) + float(cumulative[hi] - cumulative[lo])
                     )  # fmt: skip
             elif shared.cut in ("frames", "rows"):
                 value = getattr(analysis, name)

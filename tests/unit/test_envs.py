@@ -56,8 +56,13 @@ def test_the_environment_is_exactly_the_lock():
 def test_the_lock_check_finds_a_stray_a_missing_and_a_moved_version():
     lock = _lock_tool()
     pins = {"numpy": "2.4.6", "torch": "2.13.0+cpu", "scipy": "1.17.1"}
-    present = {"numpy": ("2.4.7", []), "torch": ("2.13.0+cu126", ["nvidia-cudnn-cu12"]),
-               "nvidia-cudnn-cu12": ("9.1", []), "six": ("1.17.0", []), "mirflow": ("0.1.0", [])}
+    present = {
+        "numpy": ("2.4.7", []),
+        "torch": ("2.13.0+cu126", ["nvidia-cudnn-cu12"]),
+        "nvidia-cudnn-cu12": ("9.1", []),
+        "six": ("1.17.0", []),
+        "mirflow": ("0.1.0", []),
+    }
     assert lock.differences(pins, present) == [
         "numpy is 2.4.7, the lock says 2.4.6",
         "six==1.17.0 is installed but not in the lock",
