@@ -213,48 +213,26 @@ class RhythmAnalyzer:
 def frame_windows(
     blocks: Iterable[np.ndarray], window_s: float = WINDOW_S, context_s: float = CONTEXT_S
 ) -> Iterator[tuple[np.ndarray, slice]]:
-    """Windows over consecutive mono blocks: ``(audio, keep)`` pairs, where
-    ``audio`` is the window with up to ``context_s`` on either side and
-    ``keep`` the window's own frames among the frames of ``audio``.
+    """Windows over consecutive mono blocks (:func:`mirflow.audio.sample_windows`
+    on frame boundaries): ``(audio, keep)`` pairs, where ``audio`` is the
+    window with up to ``context_s`` on either side and ``keep`` the window's
+    own frames among the frames of ``audio``.
 
     Windows start on a frame (a multiple of ``HOP`` samples), so frame ``i``
     of a window's audio is frame ``i + first`` of the whole signal, and the
     kept frames of successive windows join into the whole signal's
     ``ceil(samples / HOP)`` frames. Only one window and its context are held.
     """
+    from mirflow.audio import sample_windows  # noqa: PLC0415  (audio imports soundfile)
+
     window, context = int(window_s * FPS), int(context_s * FPS)
     if window < 1 or context < 0:
         raise ValueError(f"windows of {window_s} s with {context_s} s of context")
-    source = iter(blocks)
-    buffer, buffer_start, first, ended = np.empty(0, np.float32), 0, 0, False
-    while True:
-        want = (first + window + context) * HOP
-        parts = [buffer]
-        have = buffer_start + len(buffer)
-        while not ended and have < want:
-            block = next(source, None)
-            if block is None:
-                ended = True
-            else:
-                block = np.asarray(block, dtype=np.float32).reshape(-1)
-                parts.append(block)
-                have += len(block)
-        buffer = np.concatenate(parts) if len(parts) > 1 else buffer
-        total = buffer_start + len(buffer)
-        frames = math.ceil(total / HOP) if ended else None
-        last = first + window if frames is None else min(first + window, frames)
-        if last <= first:
-            return
-        start = max(0, first - context) * HOP
-        stop = min(total, (last + context) * HOP)
-        offset = first - start // HOP
-        audio = buffer[start - buffer_start : stop - buffer_start]
-        yield audio, slice(offset, offset + last - first)
-        if frames is not None and last >= frames:
-            return
-        first = last
-        drop = max(0, first - context) * HOP - buffer_start
-        buffer, buffer_start = buffer[drop:], buffer_start + drop
+    flat = (np.asarray(block, dtype=np.float32).reshape(-1) for block in blocks)
+    for part in sample_windows(flat, window * HOP, context * HOP, unit=HOP):
+        offset = (part.own_start - part.start) // HOP
+        own = math.ceil(part.own_stop / HOP) - part.own_start // HOP
+        yield part.audio[0], slice(offset, offset + own)
 
 
 def write_beats(path: str | os.PathLike, beats: np.ndarray) -> None:
