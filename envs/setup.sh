@@ -6,7 +6,7 @@
 # version (regenerate it with `python3 envs/lock.py`, see README), --no-deps, so
 # the environment is the lock whatever the registry serves on the day. The
 # install traps the lock steps around (see README "Installation notes"):
-# - torch is locked to 2.13.0, the CPU wheel on this kind of machine;
+# - torch is locked to 2.13.0+cpu, the CPU wheel on this kind of machine;
 #   TORCH_INDEX=<PyTorch wheel index> picks a CUDA build of that version.
 # - torchvision/torchaudio, which audio-separator's chain asks for, are CUDA
 #   builds that cannot load beside the CPU torch; no mirflow code path needs
