@@ -16,6 +16,9 @@ resources.mem_mb_per_minute), then flags each job that declares less than its
 peak or more than 2.5x it. A failed run prints the failed rule and the tail of
 Snakemake's stderr; its rows are marked failed and the next length runs.
 ``--keep DIR`` keeps each length's library and run under DIR/<minutes>min.
+``--stems`` also separates the track (the tiny random HTDemucs of the tests,
+on the CPU: the plumbing's memory and time, not a real model's) and runs the
+stems rule, so the separate and stems rows appear.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "benchmarks")]
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from demo_pipeline import table  # noqa: E402
 
@@ -121,7 +124,21 @@ def failed_rules(stderr: str) -> list[str]:
     return list(dict.fromkeys(re.findall(r"Error in rule (\w+)", stderr)))
 
 
-def measure(minutes: float, base: Path, library: Path) -> list[dict]:
+def stems_config(models_dir: Path) -> dict:
+    """Config that separates with the tests' tiny HTDemucs, written into ``models_dir``."""
+    from model_fixtures.demucs_tiny import write_tiny_htdemucs  # noqa: PLC0415
+
+    name = write_tiny_htdemucs(models_dir / "demucs", name="tiny_htdemucs")
+    return {
+        "models_dir": str(models_dir),
+        "source_separation": {
+            "enabled": True, "backend": "demucs", "device": "cpu", "threads": 2,
+            "demucs": {"model": name},
+        },
+    }  # fmt: skip
+
+
+def measure(minutes: float, base: Path, library: Path, stems: bool = False) -> list[dict]:
     """One run of a ``minutes``-long track; a row per benchmarked rule (and per failed rule)."""
     (base / "library").mkdir(parents=True)
     (base / "run").mkdir()
@@ -133,6 +150,8 @@ def measure(minutes: float, base: Path, library: Path) -> list[dict]:
         "output": str(output),
         "rhythm": {"max_track_minutes": minutes + 1},
     }
+    if stems:
+        overrides.update(stems_config(base / "models"))
     print(f"running {minutes:g} min ({track.stat().st_size / 2**20:.0f} MB FLAC) ...",
           file=sys.stderr, flush=True)  # fmt: skip
     done = run_workflow(base / "run", overrides)
@@ -210,6 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 20, 60, 120])
     parser.add_argument("--keep", type=Path, help="keep each length's library and run here")
+    parser.add_argument("--stems", action="store_true", help="separate too (tiny HTDemucs, CPU)")
     args = parser.parse_args()
 
     rows = []
@@ -217,7 +237,7 @@ def main() -> None:
         parent = args.keep or Path(tempfile.mkdtemp(prefix="mirflow-bench-long-"))
         base = parent / f"{minutes:g}min"
         try:
-            length_rows = measure(minutes, base, DEMO_LIBRARY)
+            length_rows = measure(minutes, base, DEMO_LIBRARY, args.stems)
         finally:
             if not args.keep:
                 shutil.rmtree(parent, ignore_errors=True)

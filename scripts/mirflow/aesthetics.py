@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirflow.audio import load_audio, resample, to_mono
+from mirflow.audio import resample, sample_windows, stream_audio, to_mono
 from mirflow.checkpoints import usable_checkpoint
 from mirflow.devices import resolve_device
 from mirflow.errors import MAKE_MODELS, ModelNotFoundError, TrackError
@@ -69,6 +69,8 @@ WINDOW_SECONDS = 10  # make_inference_batch(window_size=10) as AesPredictor.forw
 HOP_SECONDS = 10  # make_inference_batch(hop_size=10)
 WINDOW = WINDOW_SECONDS * SAMPLE_RATE
 HOP = HOP_SECONDS * SAMPLE_RATE
+#: Samples of a file scored at a time (30 windows, 300 s): windows never straddle two.
+FILE_CHUNK = 30 * HOP
 
 #: Decimals kept in returned scores (the scores live on a 1-10 scale).
 DECIMALS = 4
@@ -298,12 +300,30 @@ class AestheticsModel:
         return self.score_many([(audio, sr)])[0]
 
     def score_file(self, path: str | Path) -> dict[str, float]:
-        """Decode ``path`` (AudioDecodeError, a TrackError naming it, if it cannot) and score it."""
-        audio, sr = load_audio(path)
+        """Decode ``path`` (AudioDecodeError, a TrackError naming it, if it cannot) and score it.
+
+        The file is decoded and scored :data:`FILE_CHUNK` samples at a time (16 kHz
+        mono), whole windows each, so a two-hour track holds one chunk, not the
+        track; the windows and weights are the whole file's (the last window may
+        differ by the one sample that soxr's and torchaudio's lengths differ by).
+        """
+        sums = dict.fromkeys(AXES, 0.0)
+        total = 0.0
         try:
-            return self.score(audio, sr)
+            chunks = sample_windows(stream_audio(path, sr=SAMPLE_RATE, mono=True), FILE_CHUNK, 0)
+            for chunk in chunks:
+                wav = np.ascontiguousarray(chunk.audio[0])
+                if not np.isfinite(wav).all():
+                    raise AestheticsError("audio has NaN or infinite samples")
+                plan = window_plan(wav.shape[0])
+                preds = self._predict([wav], [(0, start, length) for start, length in plan])
+                weights = np.array([length / WINDOW for _, length in plan], dtype=np.float64)
+                for axis in AXES:
+                    sums[axis] += float((preds[axis].astype(np.float64) * weights).sum())
+                total += float(weights.sum())
         except AestheticsError as exc:
             raise AestheticsError(f"{path}: {exc}") from exc
+        return {name: round(sums[axis] / total, DECIMALS) for axis, name in AXES.items()}
 
     def score_many(self, clips: Sequence[tuple[np.ndarray, int]]) -> list[dict[str, float]]:
         """Score several clips, pooling their windows into forward passes of ``batch_size``.

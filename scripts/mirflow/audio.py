@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -305,16 +306,21 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def write_audio(
-    dest: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str | None = None
-) -> None:
-    """Write ``(channels, samples)`` atomically; the format follows dest's suffix."""
-    dest = Path(dest)
+def _output_format(dest: Path, subtype: str | None) -> tuple[str, str]:
     fmt = {".flac": "FLAC", ".wav": "WAV", ".ogg": "OGG", ".mp3": "MP3"}.get(dest.suffix.lower())
     if fmt is None:
         raise ValueError(f"{dest}: unsupported output format {dest.suffix!r}")
     if subtype is None:
         subtype = {"FLAC": "PCM_24", "WAV": "FLOAT", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}[fmt]
+    return fmt, subtype
+
+
+def write_audio(
+    dest: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str | None = None
+) -> None:
+    """Write ``(channels, samples)`` atomically; the format follows dest's suffix."""
+    dest = Path(dest)
+    fmt, subtype = _output_format(dest, subtype)
     # Encoded in memory, then written by Python: libsndfile reports a failed
     # write (a full disk) as "System error.", Python as the OSError it is
     # ("[Errno 28] No space left on device"), which the user can act on.
@@ -322,3 +328,73 @@ def write_audio(
     sf.write(encoded, np.ascontiguousarray(audio.T), sr, format=fmt, subtype=subtype)
     with atomic_path(dest) as tmp:
         tmp.write_bytes(encoded.getbuffer())
+
+
+@contextmanager
+def audio_writer(
+    dest: str | os.PathLike, sr: int, channels: int, subtype: str | None = None
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """:func:`write_audio` block by block: yields ``write((channels, n) block)``;
+    ``dest`` appears, whole, only when the block closes without an error."""
+    dest = Path(dest)
+    fmt, subtype = _output_format(dest, subtype)
+    with atomic_path(dest) as tmp:
+        try:
+            with sf.SoundFile(str(tmp), "w", sr, channels, subtype, format=fmt) as handle:
+                yield lambda block: handle.write(np.ascontiguousarray(np.asarray(block).T))
+        except sf.LibsndfileError as error:
+            # libsndfile says "System error." for a full disk: say what is left.
+            free_mb = shutil.disk_usage(dest.parent).free // 2**20
+            raise OSError(f"{dest}: cannot write ({error}; {free_mb} MB free there)") from error
+
+
+def audio_layout(path: str | os.PathLike) -> tuple[int, int]:
+    """``(sample rate, channels)`` of a file, from its header (libsndfile or ffprobe)."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+        return int(info.samplerate), int(info.channels)
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as sf_error:
+        if shutil.which("ffmpeg") is None:
+            raise AudioDecodeError(f"{path}: cannot decode ({sf_error})") from sf_error
+        facts = probe_ffmpeg(path)
+        return int(facts["sample_rate"]), int(facts["channels"])
+
+
+def aligned_blocks(
+    streams: list[Iterable[np.ndarray]], size: int = BLOCK_FRAMES
+) -> Iterator[list[np.ndarray]]:
+    """Blocks of several signals side by side: one ``(channels, n)`` block of each
+    at a time, all ``n`` long (``size``, or less at the end); a signal that ends
+    first is padded with zeros until the longest ends."""
+    sources = [iter(stream) for stream in streams]
+    pending: list[list[np.ndarray]] = [[] for _ in sources]
+    held = [0] * len(sources)
+    ended = [False] * len(sources)
+    channels = [1] * len(sources)
+    while True:
+        for i, source in enumerate(sources):
+            while not ended[i] and held[i] < size:
+                block = next(source, None)
+                if block is None:
+                    ended[i] = True
+                else:
+                    channels[i] = block.shape[0]
+                    pending[i].append(block)
+                    held[i] += block.shape[1]
+        n = min(size, max(held))
+        if n == 0:
+            return
+        out = []
+        for i in range(len(sources)):
+            joined = (
+                np.concatenate(pending[i], axis=1)
+                if pending[i]
+                else np.zeros((channels[i], 0), np.float32)
+            )
+            part, rest = joined[:, :n], joined[:, n:]
+            if part.shape[1] < n:
+                part = np.pad(part, ((0, 0), (0, n - part.shape[1])))
+            out.append(part)
+            pending[i], held[i] = ([rest] if rest.shape[1] else []), rest.shape[1]
+        yield out

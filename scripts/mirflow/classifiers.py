@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from mirflow.audio import load_audio
-from mirflow.errors import ModelNotFoundError, TrackError
+from mirflow.audio import sample_windows, stream_audio
+from mirflow.errors import AudioDecodeError, ModelNotFoundError, TrackError
 from mirflow.essentia_import import essentia_standard
 from mirflow.essentia_models import FETCH_ESSENTIA, OnnxEmbedding, read_metadata
 
@@ -63,6 +63,10 @@ MODEL_SUBDIR = "essentia"
 #: patch at all (measured: 32512 samples give none, 32513 give one).
 MIN_SAMPLES = 32513
 MIN_SECONDS = MIN_SAMPLES / SAMPLE_RATE
+#: Samples of a file embedded at a time (:meth:`EssentiaClassifiers.classify_file`): 300
+#: patch hops of 62 frames of 256 samples (~298 s), so a chunk's patches start where the
+#: whole file's do; only the ~2 patches that would straddle each chunk boundary are lost.
+FILE_CHUNK = 300 * 62 * 256
 
 
 @dataclass(frozen=True)
@@ -433,7 +437,10 @@ class EssentiaClassifiers:
         value is the head's prediction averaged over the audio's patches.
         TrackError if the audio is shorter than one patch (:data:`MIN_SECONDS`) or not finite.
         """
-        embeddings = self.embeddings(audio_16k_mono)
+        return self._predict(self.embeddings(audio_16k_mono))
+
+    def _predict(self, embeddings: np.ndarray) -> dict[str, Any]:
+        """The heads' fields from the patches' embeddings (their predictions' mean)."""
         result: dict[str, Any] = {}
         for key in self.options.heads:
             head, meta = HEADS[key], self.head_metadata[key]
@@ -458,11 +465,22 @@ class EssentiaClassifiers:
         """Decode ``path`` (mirflow.audio), mix to mono, resample to 16 kHz (soxr), classify.
 
         TrackError (naming the file) if it cannot be decoded or is too short.
+        A long file is decoded and embedded :data:`FILE_CHUNK` samples at a time
+        (the embeddings of its patches, a few kB each, are kept; the audio is not).
+        A track of several chunks lacks the ~2 patches per chunk boundary that
+        would straddle it (a tail under one patch, :data:`MIN_SECONDS`, joins none).
         """
-        audio, _ = load_audio(path, sr=SAMPLE_RATE, mono=True)  # AudioDecodeError names it
+        embeddings = []
         try:
-            return self.classify(audio[0])
+            chunks = sample_windows(stream_audio(path, sr=SAMPLE_RATE, mono=True), FILE_CHUNK, 0)
+            for chunk in chunks:
+                if embeddings and chunk.audio.shape[1] < MIN_SAMPLES:
+                    break  # the last chunk's tail is shorter than a patch
+                embeddings.append(self.embeddings(chunk.audio[0]))
+            return self._predict(np.concatenate(embeddings))
         except TrackError as exc:
+            if isinstance(exc, AudioDecodeError):
+                raise  # names the file already
             raise TrackError(f"{path}: {exc}") from exc
 
 

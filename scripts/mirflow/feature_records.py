@@ -236,6 +236,9 @@ def _windowed(
             per_crop.update(crop_features(
                 bases, own, beats, onsets, config_features, tempo_defined, offset=window.start
             ))  # fmt: skip
+        # Let this window's analyses go before the next window's are built:
+        # held across the loop, two windows' analyses would be alive at once.
+        mix = stem_frames = stem_audio = bases = None
     track: dict[str, Any] = {}
     if track_on and joiner is not None:
         joined = joiner.analysis()

@@ -223,12 +223,26 @@ def k_weighted_power(audio: np.ndarray, sr: int) -> np.ndarray:
     import pyloudnorm  # noqa: PLC0415
     from scipy import signal  # noqa: PLC0415
 
-    audio = _as_channels(audio).astype(np.float64)
+    audio = _as_channels(audio)
     stages = list(pyloudnorm.Meter(sr)._filters.values())  # high shelf, then high pass
     sos = np.vstack([signal.tf2sos(stage.b, stage.a) for stage in stages])
     gain = np.prod([stage.passband_gain for stage in stages])
-    weighted = gain * signal.sosfilt(sos, audio, axis=1)
-    return np.concatenate([[0.0], np.cumsum((weighted**2).sum(axis=0))])
+    # Filtered and summed a block at a time, the filter state carried (the same
+    # numbers as one call): a window's float64 copies would be 3x its audio.
+    out = np.empty(audio.shape[1] + 1)
+    out[0] = 0.0
+    state = np.zeros((sos.shape[0], audio.shape[0], 2))
+    for start in range(0, audio.shape[1], POWER_BLOCK):
+        block = audio[:, start : start + POWER_BLOCK].astype(np.float64)
+        weighted, state = signal.sosfilt(sos, block, axis=1, zi=state)
+        power = np.square(gain * weighted).sum(axis=0)
+        power[0] += out[start]
+        np.cumsum(power, out=out[start + 1 : start + 1 + power.shape[0]])
+    return out
+
+
+#: Samples per block of :func:`k_weighted_power` (6 s at 44.1 kHz).
+POWER_BLOCK = 1 << 18
 
 
 def block_power(

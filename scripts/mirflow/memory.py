@@ -4,11 +4,13 @@ A job's peak is a fixed cost (the interpreter, the libraries, a model) plus,
 in a stage that holds a track's arrays at once, a part that grows with the
 track's length. ``config["resources"]["mem_mb"]`` holds the fixed parts and
 ``mem_mb_per_minute`` the growth (both measured by
-``benchmarks/long_tracks.py``), so the local scheduler and SLURM are told what
-the job will use, not a guess sized for a song. A job of several tracks holds
-one track at a time: its longest counts. On a cluster the job also runs a
-Snakemake process of its own (~250 MB), which the fixed parts include and
-Snakemake's benchmark files (the job's script only) do not show.
+``benchmarks/long_tracks.py``, whose peaks are the job's script, as
+Snakemake's benchmark files record them), so the local scheduler and SLURM
+are told what the job will use, not a guess sized for a song. A job of
+several tracks holds one track at a time: its longest counts. Where each job
+runs in a Snakemake process of its own (a cluster executor: SLURM), that
+process's memory (:data:`JOB_PROCESS_MB`) is added; on one machine the jobs
+share the one Snakemake process, so nothing is.
 
 A retry asks for ``attempt`` times as much: SLURM kills a job that passes its
 request, and the same request would be killed again.
@@ -24,6 +26,10 @@ from typing import Any
 
 #: Memory of a rule the config does not name (summary, export, report).
 DEFAULT_MB = 2000
+
+#: The Snakemake process that runs each job on a cluster node (measured: ~250 MB;
+#: asked for 200 MB in all, every assemble job on the test cluster was killed).
+JOB_PROCESS_MB = 300
 
 #: Minutes of audio a rule that works a window at a time holds at most: the
 #: features' window and its context on either side
@@ -42,12 +48,20 @@ def track_minutes(source_record: str | os.PathLike) -> float:
     return float(seconds or 0.0) / 60.0
 
 
-def job_mem_mb(rule: str, minutes: float, resources: dict[str, Any], attempt: int = 1) -> int:
-    """MB that a job of ``rule`` reserves when its longest track is ``minutes`` long."""
+def job_mem_mb(
+    rule: str,
+    minutes: float,
+    resources: dict[str, Any],
+    attempt: int = 1,
+    own_process: bool = False,
+) -> int:
+    """MB that a job of ``rule`` reserves when its longest track is ``minutes`` long;
+    ``own_process``: the job runs in a Snakemake process of its own (a cluster)."""
     base = resources.get("mem_mb", {}).get(rule, DEFAULT_MB)
     growth = resources.get("mem_mb_per_minute", {}).get(rule, 0)
     held = min(max(minutes, 0.0), HELD_MINUTES.get(rule, math.inf))
-    return int(math.ceil((base + growth * held) * max(attempt, 1)))
+    process = JOB_PROCESS_MB if own_process else 0
+    return int(math.ceil((base + growth * held + process) * max(attempt, 1)))
 
 
 def longest_minutes(source_records: Iterable[str | os.PathLike]) -> float:

@@ -8,6 +8,8 @@ exactly (before the output format's own rounding).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from mirflow.atomic import atomic_path, link_or_copy, read_json
-from mirflow.audio import AUDIO_EXTENSIONS, load_audio, resample, write_audio
+from mirflow.audio import (
+    AUDIO_EXTENSIONS,
+    aligned_blocks,
+    audio_layout,
+    audio_writer,
+    stream_audio,
+)
 from mirflow.provenance import provenance
 from mirflow.records import StageResult, read_result
 
@@ -63,15 +71,9 @@ class QualityThresholds:
 
 def stem_levels(audio: np.ndarray) -> dict[str, float | None]:
     """RMS and peak in dBFS and crest factor in dB (None for digital silence)."""
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if rms == 0.0 or peak == 0.0:
-        return {"rms_db": None, "peak_db": None, "crest_db": None}
-    return {
-        "rms_db": 20 * np.log10(rms),
-        "peak_db": 20 * np.log10(peak),
-        "crest_db": 20 * np.log10(peak / rms),
-    }
+    meter = LevelMeter()
+    meter.add(audio)
+    return meter.levels()
 
 
 def is_near_silent(levels: dict[str, float | None], limits: QualityThresholds) -> bool:
@@ -89,48 +91,120 @@ def apply_quality_filter(
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Flag near-silent stems; with ``fold``, add them into ``other`` (and
     leave them silent), so the stems still sum to the same mix."""
-    report: dict[str, dict[str, Any]] = {}
+    report = quality_report({name: stem_levels(audio) for name, audio in stems.items()}, limits)
+    silent = set()
+    if fold and "other" in stems:
+        silent = {name for name, q in report.items() if q["near_silent"] and name != "other"}
+    for name in silent:
+        report[name]["folded_into_other"] = True
+    return fold_silent(stems, silent), report
+
+
+def quality_report(
+    levels: dict[str, dict[str, float | None]], limits: QualityThresholds
+) -> dict[str, dict[str, Any]]:
+    """Each stem's levels and whether it is near-silent (nothing folded yet)."""
+    return {
+        name: {**lv, "near_silent": is_near_silent(lv, limits), "folded_into_other": False}
+        for name, lv in levels.items()
+    }
+
+
+def fold_silent(stems: dict[str, np.ndarray], silent: set[str]) -> dict[str, np.ndarray]:
+    """The ``silent`` stems added into ``other`` and zeroed: the sum is kept."""
+    if not silent:
+        return stems
     out = dict(stems)
-    for name, audio in stems.items():
-        levels = stem_levels(audio)
-        silent = is_near_silent(levels, limits)
-        report[name] = {**levels, "near_silent": silent, "folded_into_other": False}
-        if silent and fold and name != "other" and "other" in out:
-            out["other"] = (out["other"].astype(np.float64) + audio).astype(np.float32)
-            out[name] = np.zeros_like(audio)
-            report[name]["folded_into_other"] = True
-    return out, report
+    other = out["other"].astype(np.float64)
+    for name in silent:
+        other += out[name]
+        out[name] = np.zeros_like(out[name])
+    out["other"] = other.astype(np.float32)
+    return out
+
+
+class LevelMeter:
+    """:func:`stem_levels` of a signal that arrives block by block."""
+
+    def __init__(self) -> None:
+        self.power, self.count, self.peak = 0.0, 0, 0.0
+
+    def add(self, audio: np.ndarray) -> None:
+        self.power += float(np.sum(np.square(audio, dtype=np.float64)))
+        self.count += audio.size
+        if audio.size:
+            self.peak = max(self.peak, float(np.max(np.abs(audio))))
+
+    def levels(self) -> dict[str, float | None]:
+        rms = float(np.sqrt(self.power / self.count)) if self.count else 0.0
+        if rms == 0.0 or self.peak == 0.0:
+            return {"rms_db": None, "peak_db": None, "crest_db": None}
+        return {
+            "rms_db": 20 * np.log10(rms),
+            "peak_db": 20 * np.log10(self.peak),
+            "crest_db": 20 * np.log10(self.peak / rms),
+        }
 
 
 def write_stem(
     dest: str | os.PathLike, audio: np.ndarray, sr: int, fmt: str, mp3_bitrate: int = 128
 ) -> None:
     """Write one stem: flac (24-bit), wav (float) or mp3 (LAME, constant bitrate)."""
+    with stem_writer(dest, sr, audio.shape[0], fmt, mp3_bitrate) as write:
+        write(audio)
+
+
+@contextmanager
+def stem_writer(
+    dest: str | os.PathLike, sr: int, channels: int, fmt: str, mp3_bitrate: int = 128
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """:func:`write_stem` block by block (a long track's stem is never held
+    whole): yields ``write((channels, n) block)``; ``dest`` appears when done."""
     dest = Path(dest)
     if fmt == "mp3":
-        _write_mp3(dest, audio, sr, mp3_bitrate)
+        with _mp3_writer(dest, sr, channels, mp3_bitrate) as write:
+            yield write
     elif fmt in ("flac", "wav"):
-        write_audio(dest, audio, sr, "PCM_24" if fmt == "flac" else "FLOAT")
+        with audio_writer(dest, sr, channels, "PCM_24" if fmt == "flac" else "FLOAT") as write:
+            yield write
     else:
         raise ValueError(f"unknown stem format {fmt!r} (flac, wav or mp3)")
 
 
-def _write_mp3(dest: Path, audio: np.ndarray, sr: int, bitrate: int) -> None:
+@contextmanager
+def _mp3_writer(
+    dest: Path, sr: int, channels: int, bitrate: int
+) -> Iterator[Callable[[np.ndarray], None]]:
     import lameenc  # noqa: PLC0415
+    import soxr  # noqa: PLC0415
 
-    if sr not in MP3_RATES:
-        audio, sr = resample(audio, sr, 44100), 44100
-    if audio.shape[0] == 1:
-        audio = np.repeat(audio, 2, axis=0)
-    pcm = (np.clip(audio[:2].T, -1.0, 1.0) * 32767.0).astype("<i2")
+    rate = sr if sr in MP3_RATES else 44100  # rates LAME does not take go to 44.1 kHz
+    resampler = None if rate == sr else soxr.ResampleStream(sr, rate, channels, "float32", "HQ")
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(bitrate)
-    encoder.set_in_sample_rate(sr)
+    encoder.set_in_sample_rate(rate)
     encoder.set_channels(2)
     encoder.set_quality(2)  # 2 = high quality, LAME's recommended setting
-    data = encoder.encode(pcm.tobytes()) + encoder.flush()
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(bytes(data))
+
+    def encode(audio: np.ndarray) -> bytes:
+        if audio.shape[0] == 1:
+            audio = np.repeat(audio, 2, axis=0)
+        pcm = (np.clip(audio[:2].T, -1.0, 1.0) * 32767.0).astype("<i2")
+        return bytes(encoder.encode(pcm.tobytes())) if len(pcm) else b""
+
+    with atomic_path(dest) as tmp, open(tmp, "wb") as handle:
+
+        def write(block: np.ndarray) -> None:
+            block = np.asarray(block, dtype=np.float32)
+            if resampler is not None:
+                block = resampler.resample_chunk(np.ascontiguousarray(block.T)).T
+            handle.write(encode(block))
+
+        yield write
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+            handle.write(encode(np.ascontiguousarray(tail.T)))
+        handle.write(bytes(encoder.flush()))
 
 
 def find_stem_files(folder: str | os.PathLike, names=STEMS) -> dict[str, Path]:
@@ -203,39 +277,71 @@ def collect_stems(
         "convert_existing": separation["convert_existing"],
     }
 
-    arrays, sr = {}, None
-    for name, path in files.items():
-        audio, stem_sr = load_audio(path)
-        if sr is not None and stem_sr != sr:
-            audio = resample(audio, stem_sr, sr)
-        sr = sr or stem_sr
-        arrays[name] = audio
-    arrays = _same_length(arrays)
+    # Two passes over the stems, block by block (a long track's stems are
+    # never held whole): levels first, then the stems that change are written.
+    sr = audio_layout(next(iter(files.values())))[0]
+    channels = max(audio_layout(path)[1] for path in files.values())
+    # Library stems are folded here (a batch's stems were folded when separated).
+    discard = tuple(separation["discard_stems"])
+    fold = (
+        (lambda blocks: fold_stems(blocks, separation["save_extra_stems"], discard))
+        if batch_dir is None
+        else (lambda blocks: blocks)
+    )
+
+    sources = dict(files)
+
+    def stem_blocks() -> Iterator[dict[str, np.ndarray]]:
+        streams = [stream_audio(path, sr=sr) for path in sources.values()]
+        for blocks in aligned_blocks(streams):
+            yield fold({name: _widen(b, channels) for name, b in zip(sources, blocks, strict=True)})
+
+    levels: dict[str, LevelMeter] = {}
+    for blocks in stem_blocks():
+        for name, audio in blocks.items():
+            levels.setdefault(name, LevelMeter()).add(audio)
+    names = list(levels)
 
     changed: set[str] = set()
-    if batch_dir is None:  # the batch already folded what the model made
-        discard = tuple(separation["discard_stems"])
-        folded = fold_stems(arrays, separation["save_extra_stems"], discard)
-        if set(arrays) != set(folded) or separation["discard_stems"]:
+    if batch_dir is None:
+        if set(files) != set(names) or separation["discard_stems"]:
             changed.add("other")
-        arrays = folded
-        files = {name: files[name] for name in arrays if name in files}
+        files = {name: files[name] for name in names if name in files}
     quality_filter = separation["quality_filter"]
     limits = QualityThresholds(
         quality_filter["rms_db"], quality_filter["peak_db"], quality_filter["crest_db"]
     )
-    arrays, quality = apply_quality_filter(arrays, limits, quality_filter["fold"])
-    changed |= {name for name, q in quality.items() if q["folded_into_other"]}
-    if any(q["folded_into_other"] for q in quality.values()):
-        changed.add("other")
+    quality = quality_report({name: meter.levels() for name, meter in levels.items()}, limits)
+    into_other = set()
+    if quality_filter["fold"] and "other" in names:
+        into_other = {n for n, q in quality.items() if q["near_silent"] and n != "other"}
+    for name in into_other:
+        quality[name]["folded_into_other"] = True
+    changed |= into_other | ({"other"} if into_other else set())
     if separation["convert_existing"]:
         changed |= {name for name, path in files.items() if path.suffix.lower() != f".{fmt}"}
+    changed |= {name for name in names if name not in files}
+
+    written = [name for name in names if name in changed]
+    if written:
+        with ExitStack() as stack:
+            writers = {
+                name: stack.enter_context(
+                    stem_writer(
+                        out_dir / f"{name}.{fmt}", sr, channels, fmt, separation["mp3_bitrate"]
+                    )
+                )
+                for name in written
+            }
+            for blocks in stem_blocks():
+                blocks = fold_silent(blocks, into_other)
+                for name, write in writers.items():
+                    write(blocks[name])
 
     stem_files = {}
-    for name, audio in arrays.items():
-        if name in changed or name not in files:
+    for name in names:
+        if name in changed:
             target = out_dir / f"{name}.{fmt}"
-            write_stem(target, audio, sr, fmt, separation["mp3_bitrate"])
         else:
             target = out_dir / f"{name}{files[name].suffix.lower()}"
             link_or_copy(files[name], target)
@@ -254,16 +360,11 @@ def collect_stems(
     return StageResult("stems", track=fields, data=data, provenance=made_by)
 
 
-def _same_length(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Pad stems to the longest (library stems may differ by a few samples)."""
-    longest = max(a.shape[1] for a in arrays.values())
-    channels = max(a.shape[0] for a in arrays.values())
-    out = {}
-    for name, audio in arrays.items():
-        if audio.shape[0] < channels:
-            audio = np.repeat(audio, channels, axis=0)[:channels]
-        out[name] = np.pad(audio, ((0, 0), (0, longest - audio.shape[1])))
-    return out
+def _widen(audio: np.ndarray, channels: int) -> np.ndarray:
+    """A mono stem beside stereo ones, repeated to their channels."""
+    if audio.shape[0] < channels:
+        audio = np.repeat(audio, channels, axis=0)[:channels]
+    return audio
 
 
 def stem_paths(record: StageResult, stems_dir: str | os.PathLike) -> dict[str, Path]:

@@ -319,3 +319,18 @@ def test_scores_match_the_packages_predictor(package_infer, checkpoint, model):
     for want, have in zip(expected, got, strict=True):
         for axis, key in AXES.items():
             assert have[key] == pytest.approx(want[axis], abs=2e-4)
+
+
+def test_a_file_is_scored_chunk_by_chunk_as_a_whole(model, monkeypatch, tmp_path):
+    """A 45 s file in chunks of 2 windows scores as the whole array does: the
+    windows and their weights are the same ones."""
+    from mirflow.audio import write_audio
+
+    audio = music_like(45.3, sr=ae.SAMPLE_RATE, channels=1)
+    path = tmp_path / "long.wav"
+    write_audio(path, audio, ae.SAMPLE_RATE, "FLOAT")
+    whole = model.score(audio, ae.SAMPLE_RATE)
+    monkeypatch.setattr(ae, "FILE_CHUNK", 2 * ae.HOP)
+    chunked = model.score_file(path)
+    for key, value in whole.items():
+        assert chunked[key] == pytest.approx(value, abs=2e-4), key

@@ -410,3 +410,25 @@ def test_importing_the_module_does_not_import_essentia():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert cl.MIN_SECONDS == pytest.approx(2.032, abs=1e-3)
+
+
+def test_a_long_file_is_classified_in_chunks_as_a_whole(classifiers, monkeypatch, tmp_path):
+    """Chunks of 12 patch hops (~12 s) over 60 s of real audio give the one-shot
+    result but for the patches that would straddle a chunk boundary."""
+    from mirflow.audio import load_audio, write_audio
+
+    audio, _ = load_audio(TRUMPET, sr=SAMPLE_RATE, mono=True)
+    audio = np.tile(audio, (1, int(np.ceil(60 * SAMPLE_RATE / audio.shape[1]))))
+    path = tmp_path / "long.wav"
+    write_audio(path, audio[:, : 60 * SAMPLE_RATE], SAMPLE_RATE, "FLOAT")
+    whole = classifiers.classify(load_audio(path)[0][0])
+    monkeypatch.setattr(cl, "FILE_CHUNK", 12 * 62 * 256)
+    chunked = classifiers.classify_file(path)
+    assert list(chunked) == list(whole)
+    for field, value in whole.items():
+        if isinstance(value, dict):  # labels: the same ranking, near-equal probabilities
+            assert list(chunked[field])[:1] == list(value)[:1], field
+            for label in set(value) & set(chunked[field]):
+                assert chunked[field][label] == pytest.approx(value[label], abs=0.005), field
+        else:
+            assert chunked[field] == pytest.approx(value, abs=0.005), field

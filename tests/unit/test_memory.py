@@ -39,3 +39,13 @@ def test_a_rule_that_works_in_windows_stops_growing_at_its_window():
         "features_batch", 6.0, resources
     )
     assert job_mem_mb("features_batch", 120.0, resources) == int(1300 + 160 * 5.5)
+
+
+def test_a_job_in_its_own_snakemake_process_asks_for_that_process_too():
+    from mirflow.memory import JOB_PROCESS_MB
+
+    local = job_mem_mb("rhythm", 10.0, RESOURCES)
+    cluster = job_mem_mb("rhythm", 10.0, RESOURCES, own_process=True)
+    assert cluster == local + JOB_PROCESS_MB
+    # A retry asks for twice the whole of it: the process is part of what was killed.
+    assert job_mem_mb("rhythm", 10.0, RESOURCES, attempt=2, own_process=True) == 2 * cluster

@@ -94,7 +94,8 @@ wildcard_constraints:
 
 def mem_mb(rule_name, batch_of=None):
     """Resources callable: the rule's memory for the job's longest track
-    (mirflow.memory). Snakemake calls it again just before the job starts, when
+    (mirflow.memory), with the job's own Snakemake process where it has one (a
+    cluster executor). Snakemake calls it again just before the job starts, when
     ingest has probed the track; ``batch_of`` names the batch plan of a batched rule."""
 
     def declared(wildcards, attempt):
@@ -105,7 +106,9 @@ def mem_mb(rule_name, batch_of=None):
         else:
             tracks = batch_tracks(batch_of, wildcards.batch) if batch_of else []
         minutes = memory.longest_minutes(f"{OUT}/tracks/{t}/source.json" for t in tracks)
-        return memory.job_mem_mb(rule_name, minutes, config["resources"], attempt)
+        return memory.job_mem_mb(
+            rule_name, minutes, config["resources"], attempt, own_process=not workflow.local_exec
+        )
 
     return declared
 

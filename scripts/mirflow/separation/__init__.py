@@ -26,7 +26,9 @@ class SeparationBackend(Protocol):
     name: str  # e.g. "demucs:htdemucs"
     sample_rate: int
 
-    def separate(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]: ...
+    def separate(
+        self, audio: np.ndarray, sr: int, prevent_clip: bool = True
+    ) -> dict[str, np.ndarray]: ...
 
 
 def required_files(separation: dict[str, Any], models_dir: str | Path) -> list[Path]:

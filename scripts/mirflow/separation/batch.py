@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mirflow.atomic import write_json
-from mirflow.audio import load_audio
+from mirflow.atomic import TEMP_PREFIX, write_json
+from mirflow.audio import audio_layout, audio_writer, sample_windows, stream_audio
 from mirflow.errors import TrackError
 from mirflow.progress import Progress
 from mirflow.records import StageResult, write_result
 from mirflow.separation import SeparationBackend, SeparationError, required_files
-from mirflow.stems import fold_stems, write_stem
+from mirflow.stems import fold_stems, stem_writer, write_stem
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +50,124 @@ def make_backend(separation: dict[str, Any], models_dir: str | os.PathLike, work
     )
 
 
+#: A track up to this long is separated whole, as it always was; a longer one
+#: a window at a time (memory is one window's stems, not the track's).
+WINDOW_S = 300.0
+#: Audio the model hears either side of a window's own part: more than a
+#: Demucs segment (7.8 s) or a BS-RoFormer chunk (8 s), so no sample is
+#: separated at a window edge.
+CONTEXT_S = 10.0
+#: Each seam is a linear crossfade this long between the two windows' stems.
+FADE_S = 1.0
+
+
 def separate_track(
-    backend: SeparationBackend, source: str | os.PathLike, separation: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], int, dict[str, Any]]:
-    """Stems of one file, folded as configured, and facts for its .INFO."""
-    mix, sr = load_audio(source)
-    raw = backend.separate(mix, sr)
-    stems = fold_stems(raw, separation["save_extra_stems"], tuple(separation["discard_stems"]))
+    backend: SeparationBackend,
+    source: str | os.PathLike,
+    separation: dict[str, Any],
+    folder: str | os.PathLike,
+    window_s: float = WINDOW_S,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Separate one file into ``folder/<stem>.<format>``, folded as configured;
+    returns ``{stem: file name}`` and facts for its .INFO.
+
+    The mix is decoded block by block at the model's rate. A track longer than
+    ``window_s`` is separated in windows of that many seconds with
+    ``CONTEXT_S`` of context either side, joined by ``FADE_S`` crossfades;
+    the clipping guard then sees the whole track (one factor, as for a song).
+    """
+    folder = Path(folder)
+    rate = backend.sample_rate
+    # Windows and context in whole steps of the backend's own chunking (Demucs:
+    # its overlap-add stride), so a window's chunks are the whole track's.
+    unit = getattr(backend, "window_unit", 1)
+    window = max(1, round(window_s * rate / unit)) * unit
+    context = math.ceil(CONTEXT_S * rate / unit) * unit
+    stream = sample_windows(stream_audio(source, sr=rate), window, context, unit)
+    first = next(stream)
+    outputs: list[str] = []
+
+    def fold(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs[:] = sorted(raw)
+        return fold_stems(raw, separation["save_extra_stems"], tuple(separation["discard_stems"]))
+
+    fmt, bitrate = separation["format"], separation["mp3_bitrate"]
+    files = {}
+    if first.last:  # a song: whole, as before
+        for name, audio in fold(backend.separate(first.audio, rate)).items():
+            files[name] = f"{name}.{fmt}"
+            write_stem(folder / files[name], audio, rate, fmt, bitrate)
+    else:
+        files = _separate_windows(
+            backend, itertools.chain([first], stream), fold, folder, fmt, bitrate
+        )
     fields = {
         "stems_model": backend.name,
-        "stems_sample_rate": backend.sample_rate,
-        "stems_model_outputs": sorted(raw),
+        "stems_sample_rate": rate,
+        "stems_model_outputs": outputs,
     }
-    return stems, backend.sample_rate, fields
+    return files, fields
+
+
+def _separate_windows(backend, windows, fold, folder: Path, fmt: str, bitrate: int):
+    """The windows' stems, crossfaded at the seams, written as they come.
+
+    With the "rescale" clipping guard the stems go to float WAVs first (the
+    factor needs the whole track's peak), then into the format, scaled.
+    """
+    rate = backend.sample_rate
+    half_fade = int(FADE_S * rate) // 2
+    rescale = getattr(backend, "clip_mode", None) == "rescale"
+    with ExitStack() as stack:
+        writers: dict[str, Any] = {}
+        held: dict[str, np.ndarray] = {}  # the last window's stems across the coming seam
+        peak = 0.0
+        for win in windows:
+            stems = fold(backend.separate(win.audio, rate, prevent_clip=False))
+            own = win.own_start - win.start
+            lead = next(iter(held.values())).shape[1] // 2 if held else 0
+            stop = win.own_stop - win.start
+            keep = 0 if win.last else min(half_fade, win.audio.shape[1] - stop)
+            for name, audio in stems.items():
+                if name not in writers:
+                    target = folder / (f"{TEMP_PREFIX}{name}.wav" if rescale else f"{name}.{fmt}")
+                    sink = (
+                        audio_writer(target, rate, audio.shape[0], "FLOAT")
+                        if rescale
+                        else stem_writer(target, rate, audio.shape[0], fmt, bitrate)
+                    )
+                    writers[name] = stack.enter_context(sink)
+                part = audio[:, own - lead : stop - keep]
+                if lead:
+                    ramp = np.linspace(0.0, 1.0, 2 * lead, endpoint=False, dtype=np.float32)
+                    part = part.copy()
+                    part[:, : 2 * lead] = held[name] * (1 - ramp) + part[:, : 2 * lead] * ramp
+                if not rescale:
+                    part = _prevent_clip_block(part, backend)
+                peak = max(peak, float(np.max(np.abs(part))) if part.size else 0.0)
+                writers[name](part)
+                if keep:
+                    held[name] = audio[:, stop - keep : stop + keep]
+            if not keep:
+                held = {}
+    files = {name: f"{name}.{fmt}" for name in writers}
+    if rescale:
+        scale = 1.0 / max(1.01 * peak, 1.0)  # demucs's rescale, over the whole track
+        for name in writers:
+            raw = folder / f"{TEMP_PREFIX}{name}.wav"
+            channels = audio_layout(raw)[1]
+            with stem_writer(folder / files[name], rate, channels, fmt, bitrate) as write:
+                for block in stream_audio(raw):
+                    write(block * np.float32(scale))
+            raw.unlink()
+    return files
+
+
+def _prevent_clip_block(audio: np.ndarray, backend) -> np.ndarray:
+    """The backend's own clamp guard, which needs no more than the block."""
+    if getattr(backend, "clip_mode", None) == "clamp":
+        return np.clip(audio, -0.99, 0.99)
+    return audio
 
 
 def run_batch(
@@ -130,17 +238,7 @@ def separate_batch(
             try:
                 if load_error is not None:
                     raise load_error
-                stems, sr, fields = separate_track(backend, source, separation)
-                files = {}
-                for name, audio in stems.items():
-                    files[name] = f"{name}.{separation['format']}"
-                    write_stem(
-                        folder / files[name],
-                        audio,
-                        sr,
-                        separation["format"],
-                        separation["mp3_bitrate"],
-                    )
+                files, fields = separate_track(backend, source, separation, folder)
                 result = StageResult(
                     "separate",
                     track={**fields, "stem_files_written": files},

@@ -14,6 +14,7 @@ mean and std, ``apply_model``, undo) followed by the CLI's clipping guard.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from fractions import Fraction
@@ -222,13 +223,29 @@ class DemucsBackend:
             return self.model.segment
         return float("inf")
 
+    @property
+    def window_unit(self) -> int:
+        """Samples between the starts of apply_model's overlapping chunks (the least common
+        multiple over a bag's networks). A long track's windows start on multiples of it, so
+        each window's chunks are the whole track's chunks (mirflow.separation.batch)."""
+        models = self.model.models if isinstance(self.model, BagOfModels) else [self.model]
+        unit = 1
+        for network in models:
+            length = int(network.samplerate * (self.segment or network.segment))
+            unit = math.lcm(unit, max(1, int((1 - self.overlap) * length)))
+        return unit
+
     # -- separation ----------------------------------------------------------------------------
 
-    def separate(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    def separate(
+        self, audio: np.ndarray, sr: int, prevent_clip: bool = True
+    ) -> dict[str, np.ndarray]:
         """``(channels, samples)`` float audio at ``sr`` -> {stem: float32 ``(2, n)``}.
 
         ``n`` is the length of the mix resampled to :attr:`sample_rate`. Mono is duplicated
         to stereo, more channels are down-mixed to stereo (ITU-R BS.775, as the crops are).
+        ``prevent_clip=False`` leaves the clipping guard (``clip_mode``) to the caller: a
+        window of a long track must not be rescaled on its own.
         """
         mix = self._prepare(audio, sr)
         if self.device == "cpu":
@@ -252,7 +269,8 @@ class DemucsBackend:
                     progress=False,
                 )
                 out = out[0] * std + mean
-                out = _prevent_clip(out, self.clip_mode)
+                if prevent_clip:
+                    out = _prevent_clip(out, self.clip_mode)
         finally:
             random.setstate(rng_state)
         stems = out.to("cpu", torch.float32).numpy()

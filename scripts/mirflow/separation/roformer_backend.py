@@ -258,8 +258,14 @@ class RoformerBackend:
 
     # -- separating ------------------------------------------------------------
 
-    def separate(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-        """``(channels, samples)`` at ``sr`` -> ``{stem: (2, n) float32}`` at 44.1 kHz."""
+    def separate(
+        self, audio: np.ndarray, sr: int, prevent_clip: bool = True
+    ) -> dict[str, np.ndarray]:
+        """``(channels, samples)`` at ``sr`` -> ``{stem: (2, n) float32}`` at 44.1 kHz.
+
+        ``prevent_clip`` is accepted for the backend protocol: this backend has no
+        clipping guard of its own (audio-separator only scales stems that pass 1.0).
+        """
         mix = self._stereo_mix(audio, sr)
         n = mix.shape[1]
         work_dir = self.work_dir if self.work_dir is not None else Path(tempfile.gettempdir())
