@@ -478,9 +478,9 @@ class EssentiaClassifiers:
                     break  # the last chunk's tail is shorter than a patch
                 embeddings.append(self.embeddings(chunk.audio[0]))
             return self._predict(np.concatenate(embeddings))
+        except AudioDecodeError:
+            raise  # names the file already
         except TrackError as exc:
-            if isinstance(exc, AudioDecodeError):
-                raise  # names the file already
             raise TrackError(f"{path}: {exc}") from exc
 
 

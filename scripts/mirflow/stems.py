@@ -91,23 +91,26 @@ def apply_quality_filter(
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Flag near-silent stems; with ``fold``, add them into ``other`` (and
     leave them silent), so the stems still sum to the same mix."""
-    report = quality_report({name: stem_levels(audio) for name, audio in stems.items()}, limits)
-    silent = set()
-    if fold and "other" in stems:
-        silent = {name for name, q in report.items() if q["near_silent"] and name != "other"}
-    for name in silent:
-        report[name]["folded_into_other"] = True
+    levels = {name: stem_levels(audio) for name, audio in stems.items()}
+    report, silent = quality_report(levels, limits, fold)
     return fold_silent(stems, silent), report
 
 
 def quality_report(
-    levels: dict[str, dict[str, float | None]], limits: QualityThresholds
-) -> dict[str, dict[str, Any]]:
-    """Each stem's levels and whether it is near-silent (nothing folded yet)."""
-    return {
+    levels: dict[str, dict[str, float | None]], limits: QualityThresholds, fold: bool
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Each stem's levels and whether it is near-silent, and the stems that go
+    into ``other`` (the near-silent ones, with ``fold``, when there is an other)."""
+    report = {
         name: {**lv, "near_silent": is_near_silent(lv, limits), "folded_into_other": False}
         for name, lv in levels.items()
     }
+    silent = set()
+    if fold and "other" in report:
+        silent = {name for name, q in report.items() if q["near_silent"] and name != "other"}
+    for name in silent:
+        report[name]["folded_into_other"] = True
+    return report, silent
 
 
 def fold_silent(stems: dict[str, np.ndarray], silent: set[str]) -> dict[str, np.ndarray]:
@@ -311,12 +314,9 @@ def collect_stems(
     limits = QualityThresholds(
         quality_filter["rms_db"], quality_filter["peak_db"], quality_filter["crest_db"]
     )
-    quality = quality_report({name: meter.levels() for name, meter in levels.items()}, limits)
-    into_other = set()
-    if quality_filter["fold"] and "other" in names:
-        into_other = {n for n, q in quality.items() if q["near_silent"] and n != "other"}
-    for name in into_other:
-        quality[name]["folded_into_other"] = True
+    quality, into_other = quality_report(
+        {name: meter.levels() for name, meter in levels.items()}, limits, quality_filter["fold"]
+    )
     changed |= into_other | ({"other"} if into_other else set())
     if separation["convert_existing"]:
         changed |= {name for name, path in files.items() if path.suffix.lower() != f".{fmt}"}

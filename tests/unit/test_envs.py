@@ -25,13 +25,14 @@ def constraints() -> dict[str, str]:
 def conda_pins() -> dict[str, str]:
     env = yaml.safe_load((REPO / "envs" / "mirflow.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return {name.lower(): version for name, version in (re.split("==", p) for p in pip)}
+    requirements = [p for p in pip if not p.startswith("-")]  # pip options (an index)
+    return {name.lower(): version for name, version in (re.split("==", p) for p in requirements)}
 
 
 def test_conda_env_matches_constraints():
-    # The conda env's pip resolves from PyPI, which carries no +cpu build:
-    # the same version, without this machine's build label.
-    expected = {k: v.split("+")[0] for k, v in constraints().items() if k not in NOT_IN_CONDA}
+    # Exactly, build label included: the conda env takes torch's +cpu build
+    # from PyTorch's CPU index, as the lock does.
+    expected = {k: v for k, v in constraints().items() if k not in NOT_IN_CONDA}
     assert conda_pins() == expected
 
 

@@ -17,6 +17,16 @@ import numpy as np
 
 from mirflow.errors import TrackError
 
+#: The clipping guard of demucs's CLI (``demucs.audio.prevent_clip``): "clamp" clips
+#: stems to +-CLAMP_LIMIT; "rescale" divides every stem by :func:`rescale_divisor` of
+#: their loudest peak, so the stems keep their balance.
+CLAMP_LIMIT = 0.99
+
+
+def rescale_divisor(peak: float) -> float:
+    """What "rescale" divides the stems by, given their loudest peak (1: none)."""
+    return max(1.01 * peak, 1.0)
+
 
 class SeparationError(TrackError):
     """The backend could not separate this track (e.g. a bad checkpoint)."""

@@ -17,7 +17,13 @@ from mirflow.audio import audio_layout, audio_writer, sample_windows, stream_aud
 from mirflow.errors import TrackError
 from mirflow.progress import Progress
 from mirflow.records import StageResult, write_result
-from mirflow.separation import SeparationBackend, SeparationError, required_files
+from mirflow.separation import (
+    CLAMP_LIMIT,
+    SeparationBackend,
+    SeparationError,
+    required_files,
+    rescale_divisor,
+)
 from mirflow.stems import fold_stems, stem_writer, write_stem
 
 log = logging.getLogger(__name__)
@@ -117,7 +123,8 @@ def _separate_windows(backend, windows, fold, folder: Path, fmt: str, bitrate: i
     """
     rate = backend.sample_rate
     half_fade = int(FADE_S * rate) // 2
-    rescale = getattr(backend, "clip_mode", None) == "rescale"
+    clip_mode = getattr(backend, "clip_mode", "none")  # Demucs's; BS-RoFormer has none
+    rescale = clip_mode == "rescale"
     with ExitStack() as stack:
         writers: dict[str, Any] = {}
         held: dict[str, np.ndarray] = {}  # the last window's stems across the coming seam
@@ -142,8 +149,8 @@ def _separate_windows(backend, windows, fold, folder: Path, fmt: str, bitrate: i
                     ramp = np.linspace(0.0, 1.0, 2 * lead, endpoint=False, dtype=np.float32)
                     part = part.copy()
                     part[:, : 2 * lead] = held[name] * (1 - ramp) + part[:, : 2 * lead] * ramp
-                if not rescale:
-                    part = _prevent_clip_block(part, backend)
+                if clip_mode == "clamp":  # per sample: the block is enough
+                    part = np.clip(part, -CLAMP_LIMIT, CLAMP_LIMIT)
                 peak = max(peak, float(np.max(np.abs(part))) if part.size else 0.0)
                 writers[name](part)
                 if keep:
@@ -152,7 +159,7 @@ def _separate_windows(backend, windows, fold, folder: Path, fmt: str, bitrate: i
                 held = {}
     files = {name: f"{name}.{fmt}" for name in writers}
     if rescale:
-        scale = 1.0 / max(1.01 * peak, 1.0)  # demucs's rescale, over the whole track
+        scale = 1.0 / rescale_divisor(peak)  # one factor for the whole track
         for name in writers:
             raw = folder / f"{TEMP_PREFIX}{name}.wav"
             channels = audio_layout(raw)[1]
@@ -161,13 +168,6 @@ def _separate_windows(backend, windows, fold, folder: Path, fmt: str, bitrate: i
                     write(block * np.float32(scale))
             raw.unlink()
     return files
-
-
-def _prevent_clip_block(audio: np.ndarray, backend) -> np.ndarray:
-    """The backend's own clamp guard, which needs no more than the block."""
-    if getattr(backend, "clip_mode", None) == "clamp":
-        return np.clip(audio, -0.99, 0.99)
-    return audio
 
 
 def run_batch(

@@ -30,7 +30,7 @@ from demucs.pretrained import REMOTE_ROOT, get_model
 from mirflow.audio import resample, to_stereo
 from mirflow.devices import resolve_device
 from mirflow.errors import MAKE_MODELS, ModelNotFoundError
-from mirflow.separation import SeparationError
+from mirflow.separation import CLAMP_LIMIT, SeparationError, rescale_divisor
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def _prevent_clip(stems: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "none":
         return stems
     if mode == "rescale":
-        return stems / max(1.01 * float(stems.abs().max()), 1.0)
+        return stems / rescale_divisor(float(stems.abs().max()))
     if mode == "clamp":
-        return stems.clamp(-0.99, 0.99)
+        return stems.clamp(-CLAMP_LIMIT, CLAMP_LIMIT)
     raise ValueError(f"clip_mode must be one of {CLIP_MODES}, not {mode!r}")
