@@ -139,6 +139,9 @@ def sample_windows(
         if not parts:
             return
         buffer = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        # Copied into the buffer: held while the window is out, the blocks and
+        # the old buffer would double what a window costs.
+        parts = block = None
         total = buffer_start + buffer.shape[1]
         last = ended and first + window >= total
         own_stop = total if last else first + window

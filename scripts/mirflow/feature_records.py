@@ -114,11 +114,13 @@ def features_record(
                 name: feature_windows.windows(path, sr, unit, context_s)
                 for name, path in (stems or {}).items()
             }
+            other_rate = bool(crops) and int(next(iter(crops.values()))["sample_rate"]) != sr
             track, table, per_crop = _windowed(
                 feature_windows.zip_windows(itertools.chain([first], mix_windows), stem_windows),
-                beats, onsets, config_features, crops, tempo_defined, track_features,
+                beats, onsets, config_features, None if other_rate else crops, tempo_defined,
+                track_features,
             )  # fmt: skip
-            if crops and int(next(iter(crops.values()))["sample_rate"]) != sr:
+            if other_rate:
                 per_crop = _windowed_crops_at_their_rate(
                     audio_path, stems, beats, onsets, config_features, crops, tempo_defined,
                     context_s,
@@ -151,28 +153,52 @@ def _whole_track(
     tempo_defined,
     track_features,
 ):
-    """(track fields, time series or None, crop fields) of a song, analysed whole."""
+    """(track fields, time series or None, crop fields) of a song, analysed
+    whole: the mix, then each stem in turn, each analysis let go before the
+    next is made (five held at once are five times one's memory)."""
     from mirflow import features, time_series  # noqa: PLC0415
 
     enabled = switches(config_features)
     frame_rate, _ = series_options(config_features)
-    loaded = {
-        name: load_audio(path, sr=ANALYSIS_SAMPLE_RATE)[0] for name, path in (stems or {}).items()
-    }
-    frames = features.Analysis(audio, ANALYSIS_SAMPLE_RATE, harmonic=harmonic_source(loaded))
-    stem_frames = {
-        name: features.Analysis(stem, ANALYSIS_SAMPLE_RATE) for name, stem in loaded.items()
-    }
+    sr, stems = ANALYSIS_SAMPLE_RATE, stems or {}
+    crop_sr = int(next(iter(crops.values()))["sample_rate"]) if crops else sr
+
+    def analysis(path, rate, harmonic=None, loaded=None):
+        signal = loaded if loaded is not None else load_audio(path, sr=rate)[0]
+        return features.Analysis(signal, rate, harmonic=harmonic)
+
+    mix = analysis(audio_path, sr, _harmonic_of(stems, sr), audio)
     track: dict[str, Any] = {}
     if track_features:
-        track = describe(frames, beats, np.asarray(onsets, dtype=float), enabled)
-        track.update(stem_features(stem_frames, beats, enabled))
-    table = None if frame_rate is None else time_series.track_curves(frames, beats, frame_rate)
+        track = describe(mix, beats, np.asarray(onsets, dtype=float), enabled)
+    table = None if frame_rate is None else time_series.track_curves(mix, beats, frame_rate)
     per_crop = {}
     if crops:
-        bases = crop_bases(frames, stem_frames, crops, audio_path, stems)
-        per_crop = crop_features(bases, crops, beats, onsets, config_features, tempo_defined)
+        if crop_sr != sr:  # the crops' spans come from an analysis at their rate
+            mix = None
+            mix = analysis(audio_path, crop_sr, _harmonic_of(stems, crop_sr))
+        per_crop = crop_features(
+            _laid_out(mix, crops), crops, beats, onsets, config_features, tempo_defined
+        )
+    mix = None
+    for name, path in stems.items():
+        stem = analysis(path, sr)
+        if track_features:
+            track.update(stem_features({name: stem}, beats, enabled))
+        if crops:
+            if crop_sr != sr:
+                stem = None
+                stem = analysis(path, crop_sr)
+            add_crop_stem_features(per_crop, name, _laid_out(stem, crops), crops, beats, enabled)
+        stem = None
     return track, table, per_crop
+
+
+def _harmonic_of(stems: dict[str, Path], sr: int) -> np.ndarray | None:
+    """:func:`harmonic_source` of the track's stem files, at ``sr``."""
+    return harmonic_source(
+        {name: load_audio(stems[name], sr=sr)[0] for name in HARMONIC_STEMS if name in stems}
+    )
 
 
 def _windowed(
@@ -200,9 +226,11 @@ def _windowed(
     beats = np.asarray(beats, dtype=float).reshape(-1, 2)
     for window, stem_windows in windows:
         sr = ANALYSIS_SAMPLE_RATE if track_parts else int(next(iter(crops.values()))["sample_rate"])
-        stem_audio = {name: w.audio for name, w in stem_windows.items()}
-        mix = features.Analysis(window.audio, sr, harmonic=harmonic_source(stem_audio))
-        stem_frames = {name: features.Analysis(a, sr) for name, a in stem_audio.items()}
+        # The mix, then each stem in turn, each analysis let go before the
+        # next is made: five alive at once are five times one's memory.
+        harmonic = harmonic_source({name: w.audio for name, w in stem_windows.items()})
+        mix = features.Analysis(window.audio, sr, harmonic=harmonic)
+        harmonic = None
         if track_on:
             if joiner is None:
                 joiner = feature_windows.Joiner(
@@ -210,12 +238,6 @@ def _windowed(
                 )
                 stem_joiners = {}
             joiner.add(mix, window)
-            for name, frames in stem_frames.items():
-                if name not in stem_joiners:
-                    stem_joiners[name] = feature_windows.Joiner(
-                        sr, feature_windows.needs(enabled, feature_windows.STEM_NEEDS)
-                    )
-                stem_joiners[name].add(frames, stem_windows[name])
         if series_on:
             offset = window.start / sr
             shifted = beats - [offset, 0.0]
@@ -226,19 +248,31 @@ def _windowed(
             part = {name: values[lo:hi] for name, values in curves.items()}
             part["time_s"] = part["time_s"] + offset
             rows.append(part)
+            curves = None
         own = {
             name: crop for name, crop in (crops or {}).items()
             if window.own_start <= int(crop["start_sample"]) < window.own_stop
             or (window.last and int(crop["start_sample"]) >= window.own_stop)
         }  # fmt: skip
         if own:
-            bases = _laid_out(mix, stem_frames, own)
             per_crop.update(crop_features(
-                bases, own, beats, onsets, config_features, tempo_defined, offset=window.start
+                _laid_out(mix, own), own, beats, onsets, config_features, tempo_defined,
+                offset=window.start,
             ))  # fmt: skip
-        # Let this window's analyses go before the next window's are built:
-        # held across the loop, two windows' analyses would be alive at once.
-        mix = stem_frames = stem_audio = bases = None
+        mix = None
+        for name, stem_window in stem_windows.items():
+            stem = features.Analysis(stem_window.audio, sr)
+            if track_on:
+                if name not in stem_joiners:
+                    stem_joiners[name] = feature_windows.Joiner(
+                        sr, feature_windows.needs(enabled, feature_windows.STEM_NEEDS)
+                    )
+                stem_joiners[name].add(stem, stem_window)
+            if own:
+                add_crop_stem_features(
+                    per_crop, name, _laid_out(stem, own), own, beats, enabled, window.start
+                )
+            stem = None
     track: dict[str, Any] = {}
     if track_on and joiner is not None:
         joined = joiner.analysis()
@@ -270,17 +304,12 @@ def _windowed_crops_at_their_rate(
     return _windowed(pairs, beats, onsets, config_features, crops, tempo_defined, False, False)[2]
 
 
-def _laid_out(frames, stem_frames, crops):
-    """The analyses in the crops' channel layout (a mono track's crops are stereo)."""
+def _laid_out(analysis, crops):
+    """``analysis`` in the crops' channel layout (a mono track's crops are stereo)."""
     from mirflow.crops import fit_channels  # noqa: PLC0415
 
-    channels = int(next(iter(crops.values()))["channels"])
-
-    def laid_out(analysis):
-        audio = fit_channels(analysis.audio, channels)
-        return analysis if audio is analysis.audio else analysis.relayout(audio)
-
-    return laid_out(frames), {name: laid_out(a) for name, a in stem_frames.items()}
+    audio = fit_channels(analysis.audio, int(next(iter(crops.values()))["channels"]))
+    return analysis if audio is analysis.audio else analysis.relayout(audio)
 
 
 def add_series_slices(per_crop, crops, table, frame_rate: float) -> None:
@@ -295,35 +324,11 @@ def add_series_slices(per_crop, crops, table, frame_rate: float) -> None:
         fields["time_series_frame_rate"] = frame_rate
 
 
-def analyse(
-    audio_path: str | os.PathLike, stems: dict[str, Path] | None, sr: int
-) -> tuple[Any, dict[str, Any]]:
-    """The track's :class:`mirflow.features.Analysis` at ``sr`` (its harmonic
-    source the bass and other stems, when there are stems) and one per stem."""
-    from mirflow import features  # noqa: PLC0415
-
-    audio, _ = load_audio(audio_path, sr=sr)
-    loaded = {name: load_audio(path, sr=sr)[0] for name, path in (stems or {}).items()}
-    frames = features.Analysis(audio, sr, harmonic=harmonic_source(loaded))
-    return frames, {name: features.Analysis(stem, sr) for name, stem in loaded.items()}
-
-
 def describe(frames, beats: np.ndarray, onsets: np.ndarray, enabled: dict[str, bool]):
     """:func:`mirflow.features.describe` of an analysis (a track's or a span's)."""
     from mirflow import features  # noqa: PLC0415
 
     return features.describe(frames.audio, frames.sr, beats, onsets, enabled, frames)
-
-
-def crop_bases(frames, stem_frames, crops, audio_path, stems):
-    """``(mix, {stem: analysis})`` whose spans the crops are: the track's
-    analyses in the crops' channel layout (a mono track's crops are stereo),
-    or, when the crops have another sample rate than the analysis, analyses
-    of the track at theirs."""
-    first = next(iter(crops.values()))
-    if int(first["sample_rate"]) != frames.sr:
-        frames, stem_frames = analyse(audio_path, stems, int(first["sample_rate"]))
-    return _laid_out(frames, stem_frames, crops)
 
 
 def features_batch(
@@ -448,7 +453,7 @@ def stem_features(stems: dict[str, Any], beats: np.ndarray, enabled: dict[str, b
 
 
 def crop_features(
-    bases: tuple[Any, dict[str, Any]],
+    mix: Any,
     crops: dict[str, dict[str, Any]],
     beats: np.ndarray,
     onsets: list[float],
@@ -456,26 +461,50 @@ def crop_features(
     tempo_defined: bool = True,
     offset: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Features of every crop of a track from its span of ``bases`` (see
-    :func:`crop_bases`; analyses of the track from sample ``offset`` on),
-    the track's ``beats`` and ``onsets`` inside it. A crop's ``bpm`` is its
-    beats' tempo, None when the track's is not defined."""
-    from mirflow.crops import beats_in_window  # noqa: PLC0415
-
-    mix, stems = bases
+    """Features of every crop of a track from its span of ``mix`` (an
+    :class:`mirflow.features.Analysis` of the track from sample ``offset``
+    on, in the crops' channel layout and at their rate), the track's
+    ``beats`` and ``onsets`` inside it. A crop's ``bpm`` is its beats'
+    tempo, None when the track's is not defined. Its stems' fields are
+    :func:`add_crop_stem_features`'."""
     enabled = switches(config_features)
     onset_times = np.asarray(onsets, dtype=float)
     results: dict[str, dict[str, Any]] = {}
     for name, crop in crops.items():
         first, stop = int(crop["start_sample"]), int(crop["end_sample"])
         start, duration = first / mix.sr, (stop - first) / mix.sr
-        window = beats_in_window(beats, start, start + duration)
+        window = _crop_beats(beats, crop, mix.sr)
         inside = (onset_times >= start) & (onset_times < start + duration)
         frames = mix.span(first - offset, stop - offset)
         fields = describe(frames, window, onset_times[inside] - start, enabled)
         fields["bpm"] = grid_tempo(window[:, 0]) if tempo_defined else None
-        own = {stem: stems[stem].span(first - offset, stop - offset)
-               for stem in crop.get("stem_files", {})}  # fmt: skip
-        fields.update(stem_features(own, window, enabled))
         results[name] = fields
     return results
+
+
+def add_crop_stem_features(
+    per_crop: dict[str, dict[str, Any]],
+    stem: str,
+    analysis: Any,
+    crops: dict[str, dict[str, Any]],
+    beats: np.ndarray,
+    enabled: dict[str, bool],
+    offset: int = 0,
+) -> None:
+    """:func:`stem_features` of ``stem`` (``analysis``: of it from sample
+    ``offset`` on) for each crop that has it, into that crop's fields."""
+    for name, crop in crops.items():
+        if stem not in crop.get("stem_files", {}):
+            continue
+        first, stop = int(crop["start_sample"]), int(crop["end_sample"])
+        own = analysis.span(first - offset, stop - offset)
+        window = _crop_beats(beats, crop, analysis.sr)
+        per_crop[name].update(stem_features({stem: own}, window, enabled))
+
+
+def _crop_beats(beats: np.ndarray, crop: dict[str, Any], sr: int) -> np.ndarray:
+    """The track's beats inside ``crop``, times from its start."""
+    from mirflow.crops import beats_in_window  # noqa: PLC0415
+
+    first, stop = int(crop["start_sample"]), int(crop["end_sample"])
+    return beats_in_window(np.asarray(beats, dtype=float).reshape(-1, 2), first / sr, stop / sr)

@@ -227,21 +227,29 @@ def k_weighted_power(audio: np.ndarray, sr: int) -> np.ndarray:
     stages = list(pyloudnorm.Meter(sr)._filters.values())  # high shelf, then high pass
     sos = np.vstack([signal.tf2sos(stage.b, stage.a) for stage in stages])
     gain = np.prod([stage.passband_gain for stage in stages])
-    # Filtered and summed a block at a time, the filter state carried (the same
-    # numbers as one call): a window's float64 copies would be 3x its audio.
+    return _cumulative_power(audio, sos, gain)
+
+
+def _cumulative_power(audio: np.ndarray, sos: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """Cumulative sum (from 0, length samples + 1) of ``(c, n)`` audio's
+    power through the filter ``sos``, summed over channels. Filtered and
+    summed a block at a time, the filter state carried (the same numbers as
+    one call): a window's float64 copies would be 3x its audio."""
+    from scipy import signal  # noqa: PLC0415
+
     out = np.empty(audio.shape[1] + 1)
     out[0] = 0.0
     state = np.zeros((sos.shape[0], audio.shape[0], 2))
     for start in range(0, audio.shape[1], POWER_BLOCK):
         block = audio[:, start : start + POWER_BLOCK].astype(np.float64)
-        weighted, state = signal.sosfilt(sos, block, axis=1, zi=state)
-        power = np.square(gain * weighted).sum(axis=0)
+        filtered, state = signal.sosfilt(sos, block, axis=1, zi=state)
+        power = np.square(gain * filtered).sum(axis=0)
         power[0] += out[start]
         np.cumsum(power, out=out[start + 1 : start + 1 + power.shape[0]])
     return out
 
 
-#: Samples per block of :func:`k_weighted_power` (6 s at 44.1 kHz).
+#: Samples per block of :func:`_cumulative_power` (6 s at 44.1 kHz).
 POWER_BLOCK = 1 << 18
 
 
@@ -440,7 +448,7 @@ def band_power(mono: np.ndarray, sr: int) -> dict[str, np.ndarray | None]:
     filtering pass serves the band levels and their time series."""
     from scipy import signal  # noqa: PLC0415  (~0.8 s cold import; see module doc)
 
-    mono = np.asarray(mono, dtype=np.float64)
+    mono = np.asarray(mono).reshape(1, -1)
     top = MAX_EDGE_FRACTION * sr / 2.0
     out: dict[str, np.ndarray | None] = {}
     for name, (low, high) in BANDS.items():
@@ -449,7 +457,7 @@ def band_power(mono: np.ndarray, sr: int) -> dict[str, np.ndarray | None]:
             out[name] = None
             continue
         sos = signal.butter(BAND_FILTER_ORDER, [low, high], btype="bandpass", fs=sr, output="sos")
-        out[name] = np.concatenate([[0.0], np.cumsum(signal.sosfilt(sos, mono) ** 2)])
+        out[name] = _cumulative_power(mono, sos)
     return out
 
 
@@ -792,6 +800,18 @@ def _cut(value, cut: str, hop: int, start: int, stop: int, sr: int):
     raise ValueError(f"unknown cut {cut!r}")
 
 
+def _from_magnitude(frames: Analysis) -> tuple[dict[str, np.ndarray], float]:
+    """(spectral frames, tuning) from one magnitude STFT, made for both the
+    first time either is asked for and not kept: 1025 numbers a frame, 116 MB
+    per 5 minutes, where the spectral frames are a few."""
+    cache = frames._mono_cache
+    if "spectral_frames" not in cache or "tuning" not in cache:
+        magnitude = _stft_magnitude(frames.mono)
+        cache.setdefault("spectral_frames", spectral_frames(magnitude, frames.sr))
+        cache.setdefault("tuning", tuning(magnitude, frames.sr))
+    return cache["spectral_frames"], cache["tuning"]
+
+
 def _onset_envelope(frames: Analysis) -> np.ndarray:
     if frames.mono.size < N_FFT or not np.any(frames.mono):
         return np.zeros(1 + frames.mono.size // HOP)
@@ -895,9 +915,9 @@ class Analysis:
         depends only on the channel mean is shared, when the mean is equal."""
         other = Analysis(audio, self.sr, self.harmonic)
         if self.parent is None and np.array_equal(other.mono, self.mono):
-            other._mono_cache = self._mono_cache
-            if self.audio.shape[0] == 1 and np.array_equal(
-                other.audio, other.audio[:1].repeat(other.audio.shape[0], 0)
+            other.mono, other._mono_cache = self.mono, self._mono_cache
+            if self.audio.shape[0] == 1 and all(
+                np.array_equal(row, other.audio[0]) for row in other.audio[1:]
             ):
                 # Copies of one channel: C times its power, its clips C times.
                 copies = other.audio.shape[0]
@@ -906,11 +926,10 @@ class Analysis:
                 other._cache["true_peaks"] = self.true_peaks
         return other
 
-    magnitude = _Shared(lambda a: _stft_magnitude(a.mono), "frames", HOP)
-    spectral_frames = _Shared(lambda a: spectral_frames(a.magnitude, a.sr), "frames", HOP)
+    spectral_frames = _Shared(lambda a: _from_magnitude(a)[0], "frames", HOP)
     #: Deviation from A440 in fractions of a chroma bin (see :func:`tuning`);
     #: a span keeps its track's.
-    tuning = _Shared(lambda a: tuning(a.magnitude, a.sr), "whole")
+    tuning = _Shared(lambda a: _from_magnitude(a)[1], "whole")
     zero_crossings = _Shared(lambda a: zero_crossings(a.mono), "frames", HOP)
     #: :func:`k_weighted_power` (loudness and its time series); every channel counts.
     k_power = _Shared(lambda a: k_weighted_power(a.audio, a.sr), "cumulative", mono=False)

@@ -78,14 +78,30 @@ def excerpt(tmp_path_factory):
     return path, beats, crops
 
 
-def record(excerpt, tmp_path, window_s, monkeypatch):
+@pytest.fixture(scope="module")
+def stems(tmp_path_factory):
+    """Two 45 s "stems" (other recordings: the joining is what is tested)."""
+    folder = tmp_path_factory.mktemp("stems")
+    files = {}
+    library = REPO / "tests/data/library"
+    for name, pattern in (("bass", "Karissa_Hobbs_*"), ("drums", "Hungarian_Dance_*")):
+        audio, _ = load_audio(next(library.glob(pattern)), sr=SR)
+        files[name] = folder / f"{name}.flac"
+        sf.write(files[name], np.repeat(audio[:1, : 45 * SR], 2, axis=0).T, SR, subtype="PCM_24")
+    return files
+
+
+def record(excerpt, tmp_path, window_s, monkeypatch, stems=None):
     path, beats, crops = excerpt
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())["features"]
     monkeypatch.setattr(feature_windows, "WINDOW_S", window_s)
     onsets = list(np.arange(0.25, 45.0, 0.37))
     series = tmp_path / f"{window_s}.parquet"
+    if stems:
+        files = {name: f"{name}.flac" for name in stems}
+        crops = {name: {**crop, "stem_files": files} for name, crop in crops.items()}
     result = feature_records.features_record(
-        path, beats, onsets, config, crops=crops, time_series_path=series
+        path, beats, onsets, config, crops=crops, stems=stems, time_series_path=series
     )
     import pandas as pd
 
@@ -125,3 +141,24 @@ def test_windowed_features_are_the_whole_tracks(excerpt, tmp_path, monkeypatch):
         np.testing.assert_allclose(
             windowed_series[column], whole_series[column], atol=0.02, rtol=rtol, err_msg=column
         )
+
+
+def test_windowed_stem_features_are_the_whole_tracks(excerpt, stems, tmp_path, monkeypatch):
+    # The mix and each stem are analysed one after the other in a window:
+    # the stems' fields, the track's and each crop's, are still the whole track's.
+    whole, _ = record(excerpt, tmp_path, 300.0, monkeypatch, stems)
+    windowed, _ = record(excerpt, tmp_path, 12.0, monkeypatch, stems)
+    of_stems = {k for k in whole.track if k.endswith(("_bass", "_drums"))}
+    assert {"lufs_bass", "harmonic_movement_bass", "onset_density_drums"} <= of_stems
+    assert set(whole.track) == set(windowed.track)
+    # The stems' onsets come from librosa's envelope, floored per window.
+    rhythmic = ("onset", "rhythm", "syncopation")
+    per_window = PER_WINDOW | {k for k in of_stems if any(word in k for word in rhythmic)}
+    differ = {k for k in of_stems if not close(whole.track[k], windowed.track[k])}
+    assert differ <= per_window, {k: (whole.track[k], windowed.track[k]) for k in differ}
+    for name, fields in whole.crops.items():
+        assert of_stems & set(fields) >= {"lufs_bass", "lufs_drums"}, name
+        other = windowed.crops[name]
+        assert set(fields) == set(other)
+        differ = {k for k, v in fields.items() if k != "time_series" and not close(v, other[k])}
+        assert differ <= per_window, (name, differ)

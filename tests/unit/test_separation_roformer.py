@@ -374,3 +374,31 @@ def test_model_dir_environment_variable_is_ignored(models_dir, clip, tmp_path, m
     assert one._separator.model_file_dir == str(models_dir / "audio-separator")
     assert os.environ["AUDIO_SEPARATOR_MODEL_DIR"] == str(tmp_path / "does-not-exist")
     assert set(one.separate(clip[:, :SR], SR)) == set(SIX_STEMS)
+
+
+def test_a_long_track_in_windows_is_the_whole_tracks_stems(backend, tmp_path, monkeypatch):
+    # Windows start on multiples of audio-separator's chunk step (the tiny
+    # yaml's 32640-sample chunk over its num_overlap of 2), so every chunk
+    # covering a window's own samples and its seams is one of the whole
+    # track's: the stems come out the same, seams included.
+    from mirflow.audio import write_audio  # noqa: PLC0415
+    from mirflow.separation import batch  # noqa: PLC0415
+
+    assert backend.window_unit == 32640 // 2
+    monkeypatch.setattr(batch, "CONTEXT_S", 1.5)  # more than a chunk (0.74 s)
+    monkeypatch.setattr(batch, "FADE_S", 0.5)
+    audio, _ = load_audio(GUITARSET, sr=SR)
+    mix = tmp_path / "mix.flac"
+    write_audio(mix, audio[:, : 10 * SR], SR)
+    config = {"format": "wav", "mp3_bitrate": 128, "save_extra_stems": False,
+              "discard_stems": []}  # fmt: skip
+    stems = {}
+    for label, window_s in (("whole", 60.0), ("windows", 3.0)):  # 10 s: four windows
+        folder = tmp_path / label
+        folder.mkdir()
+        files, _ = batch.separate_track(backend, mix, config, folder, window_s)
+        stems[label] = {name: load_audio(folder / file)[0] for name, file in files.items()}
+    assert list(stems["windows"]) == list(stems["whole"])
+    for name, whole in stems["whole"].items():
+        assert whole.shape == stems["windows"][name].shape == (2, 10 * SR)
+        np.testing.assert_allclose(stems["windows"][name], whole, atol=1e-5, err_msg=name)

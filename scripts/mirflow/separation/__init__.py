@@ -35,6 +35,13 @@ class SeparationError(TrackError):
 class SeparationBackend(Protocol):
     name: str  # e.g. "demucs:htdemucs"
     sample_rate: int
+    #: Samples between the starts of the model's own overlapping chunks: a long
+    #: track's windows start on multiples of it (mirflow.separation.batch), so a
+    #: window's chunks are the whole track's.
+    window_unit: int
+    #: The clipping guard ("rescale", "clamp" or "none") that ``separate`` applies
+    #: with ``prevent_clip``, and that a long track's windows leave to the caller.
+    clip_mode: str
 
     def separate(
         self, audio: np.ndarray, sr: int, prevent_clip: bool = True

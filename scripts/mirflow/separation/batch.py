@@ -86,7 +86,7 @@ def separate_track(
     rate = backend.sample_rate
     # Windows and context in whole steps of the backend's own chunking (Demucs:
     # its overlap-add stride), so a window's chunks are the whole track's.
-    unit = getattr(backend, "window_unit", 1)
+    unit = backend.window_unit
     window = max(1, round(window_s * rate / unit)) * unit
     context = math.ceil(CONTEXT_S * rate / unit) * unit
     stream = sample_windows(stream_audio(source, sr=rate), window, context, unit)
@@ -123,7 +123,7 @@ def _separate_windows(backend, windows, fold, folder: Path, fmt: str, bitrate: i
     """
     rate = backend.sample_rate
     half_fade = int(FADE_S * rate) // 2
-    clip_mode = getattr(backend, "clip_mode", "none")  # Demucs's; BS-RoFormer has none
+    clip_mode = backend.clip_mode
     rescale = clip_mode == "rescale"
     with ExitStack() as stack:
         writers: dict[str, Any] = {}

@@ -95,6 +95,9 @@ class RoformerBackend:
 
     #: Models loaded in this process, by all instances (tests check we load once).
     load_count: int = 0
+    #: No clipping guard of its own (audio-separator only scales a stem past 1.0,
+    #: and its normalisation is off: see _load).
+    clip_mode = "none"
 
     def __init__(
         self,
@@ -255,6 +258,22 @@ class RoformerBackend:
         # custom_output_names maps a stem (case-insensitively) to a bare file
         # name, so outputs are "stem_0.wav" ... and no file name is ever parsed.
         return stems, {stem: f"stem_{i}" for i, stem in enumerate(stems)}
+
+    @property
+    def window_unit(self) -> int:
+        """Samples between the starts of audio-separator's overlapping chunks (its
+        MDXC ``step``: the chunk, stft hop x (frames - 1), over ``overlap``), which
+        start at sample 0. A long track's windows start on multiples of it, so each
+        window's chunks are the whole track's (mirflow.separation.batch)."""
+        instance = self._separator.model_instance
+        config = instance.model_data_cfgdict
+        frames = (
+            instance.segment_size
+            if instance.override_model_segment_size
+            else config.inference.dim_t
+        )
+        hop = getattr(config.model, "stft_hop_length", None) or config.audio.hop_length
+        return max(1, int(hop) * (int(frames) - 1) // int(instance.overlap))
 
     # -- separating ------------------------------------------------------------
 
