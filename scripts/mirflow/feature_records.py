@@ -114,7 +114,7 @@ def features_record(
                 name: feature_windows.windows(path, sr, unit, context_s)
                 for name, path in (stems or {}).items()
             }
-            other_rate = bool(crops) and int(next(iter(crops.values()))["sample_rate"]) != sr
+            other_rate = crop_rate(crops, sr) != sr
             track, table, per_crop = _windowed(
                 feature_windows.zip_windows(itertools.chain([first], mix_windows), stem_windows),
                 beats, onsets, config_features, None if other_rate else crops, tempo_defined,
@@ -161,13 +161,12 @@ def _whole_track(
     enabled = switches(config_features)
     frame_rate, _ = series_options(config_features)
     sr, stems = ANALYSIS_SAMPLE_RATE, stems or {}
-    crop_sr = int(next(iter(crops.values()))["sample_rate"]) if crops else sr
+    crop_sr = crop_rate(crops, sr)
 
-    def analysis(path, rate, harmonic=None, loaded=None):
-        signal = loaded if loaded is not None else load_audio(path, sr=rate)[0]
-        return features.Analysis(signal, rate, harmonic=harmonic)
+    def analysis(path, rate, harmonic=None):
+        return features.Analysis(load_audio(path, sr=rate)[0], rate, harmonic=harmonic)
 
-    mix = analysis(audio_path, sr, _harmonic_of(stems, sr), audio)
+    mix = features.Analysis(audio, sr, harmonic=_harmonic_of(stems, sr))
     track: dict[str, Any] = {}
     if track_features:
         track = describe(mix, beats, np.asarray(onsets, dtype=float), enabled)
@@ -192,6 +191,11 @@ def _whole_track(
             add_crop_stem_features(per_crop, name, _laid_out(stem, crops), crops, beats, enabled)
         stem = None
     return track, table, per_crop
+
+
+def crop_rate(crops: dict[str, dict[str, Any]] | None, default: int) -> int:
+    """The crops' sample rate (a track's crops share one), ``default`` without crops."""
+    return int(next(iter(crops.values()))["sample_rate"]) if crops else default
 
 
 def _harmonic_of(stems: dict[str, Path], sr: int) -> np.ndarray | None:
@@ -224,8 +228,8 @@ def _windowed(
     rows: list[dict[str, np.ndarray]] = []
     per_crop: dict[str, dict[str, Any]] = {}
     beats = np.asarray(beats, dtype=float).reshape(-1, 2)
+    sr = ANALYSIS_SAMPLE_RATE if track_parts else crop_rate(crops, ANALYSIS_SAMPLE_RATE)
     for window, stem_windows in windows:
-        sr = ANALYSIS_SAMPLE_RATE if track_parts else int(next(iter(crops.values()))["sample_rate"])
         # The mix, then each stem in turn, each analysis let go before the
         # next is made: five alive at once are five times one's memory.
         harmonic = harmonic_source({name: w.audio for name, w in stem_windows.items()})
@@ -292,7 +296,7 @@ def _windowed_crops_at_their_rate(
     the analysis: a second pass over the track at theirs."""
     from mirflow import feature_windows  # noqa: PLC0415
 
-    sr = int(next(iter(crops.values()))["sample_rate"])
+    sr = crop_rate(crops, ANALYSIS_SAMPLE_RATE)
     unit = feature_windows.unit_for(sr, None)
     pairs = feature_windows.zip_windows(
         feature_windows.windows(audio_path, sr, unit, context_s),
