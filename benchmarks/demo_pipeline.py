@@ -197,28 +197,31 @@ def main() -> None:
         print(f"measured {cores} core(s)", file=sys.stderr)
 
     audio = results[("direct", 1)][2]
-    rows = []
-    for stage in STAGES:
-        wf = results[("workflow", 1)][1].get(stage, 0.0)
-        direct = results[("direct", 1)][1].get(stage, 0.0)
-        rows.append(
-            [
-                stage,
-                f"{wf:.1f}",
-                f"{audio / wf:.1f}x" if wf else "-",
-                f"{direct:.1f}",
-                f"{audio / direct:.1f}x" if direct else "-",
-                f"{wf / direct:.2f}" if direct else "-",
-            ]
+    for cores in (1, 2):
+        rows = []
+        for stage in STAGES:
+            wf = results[("workflow", cores)][1].get(stage, 0.0)
+            direct = results[("direct", cores)][1].get(stage, 0.0)
+            rows.append(
+                [
+                    stage,
+                    f"{wf:.1f}",
+                    f"{audio / wf:.1f}x" if wf else "-",
+                    f"{direct:.1f}",
+                    f"{audio / direct:.1f}x" if direct else "-",
+                    f"{wf / direct:.2f}" if direct else "-",
+                ]
+            )
+        # Seconds summed over jobs (or tracks), so rtf is realtime per core.
+        print(
+            table(
+                f"Per stage, {cores} core(s) ({audio:.1f} s of audio; seconds summed over "
+                "jobs or tracks, so rtf is per core)",
+                ["stage", "workflow s", "workflow rtf", "direct s", "direct rtf", "wf/direct"],
+                rows,
+            )
         )
-    print(
-        table(
-            f"Per stage, 1 core ({audio:.1f} s of audio; seconds summed over tracks)",
-            ["stage", "workflow s", "workflow rtf", "direct s", "direct rtf", "wf/direct"],
-            rows,
-        )
-    )
-    print()
+        print()
     rows = []
     for cores in (1, 2):
         wf_wall = results[("workflow", cores)][0]

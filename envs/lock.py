@@ -6,10 +6,12 @@
 
 The lock is pip's own resolution, read from its report (`pip install --dry-run
 --report`, run in an empty virtual environment): the project with its test
-tools under the top-level pins of envs/constraints.txt, plus basic-pitch and
-beat-this, which are installed --no-deps (basic-pitch's declared dependencies
-pull TensorFlow and numpy 1.x; beat-this's, torchaudio, which mirflow does not
-import: see mirflow.beat_this_tracker). The set-up (envs/setup.sh) installs the
+tools under the top-level pins of envs/constraints.txt, plus basic-pitch,
+beat-this and timbral-models, which are installed --no-deps (basic-pitch's
+declared dependencies pull TensorFlow and numpy 1.x; beat-this's, torchaudio,
+which mirflow does not import: see mirflow.beat_this_tracker; timbral-models
+asks for the retired `sklearn` package, whose install fails, where what it
+imports is scikit-learn, already in the lock). The set-up (envs/setup.sh) installs the
 lock --no-deps, so the environment is exactly the lock, whatever the registry
 serves on the day.
 
@@ -39,7 +41,7 @@ REPO = ENVS.parent
 LOCK = ENVS / "requirements.lock"
 CONSTRAINTS = ENVS / "constraints.txt"
 #: Installed with --no-deps (see the module docstring).
-NO_DEPS = ["basic-pitch", "beat-this"]
+NO_DEPS = ["basic-pitch", "beat-this", "timbral-models"]
 #: Resolved but never installed (see the module docstring).
 LEFT_OUT = {"torchvision", "torchaudio"}
 #: The project itself is installed editable, from the work tree.

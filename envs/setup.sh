@@ -71,7 +71,7 @@ import importlib
 mods = ["snakemake", "torch", "demucs.pretrained", "audio_separator.separator", "librosa",
         "essentia.standard", "llama_cpp", "audiobox_aesthetics", "mutagen", "pandas",
         "soundfile", "soxr", "pyloudnorm", "mir_eval", "basic_pitch", "onnxruntime", "gguf",
-        "beat_this.model.beat_tracker"]
+        "beat_this.model.beat_tracker", "timbral_models"]
 for name in mods:
     importlib.import_module(name)
 from mirflow.madmom_import import import_madmom

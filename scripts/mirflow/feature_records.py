@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mirflow.audio import load_audio
-from mirflow.features import FEATURE_GROUPS
+from mirflow.features import FEATURE_GROUPS, OFF_BY_DEFAULT
 from mirflow.provenance import provenance
 from mirflow.records import StageResult
 from mirflow.rhythm import read_beats
@@ -41,8 +41,12 @@ HARMONIC_STEMS = ("bass", "other")
 
 
 def switches(config_features: dict[str, Any]) -> dict[str, bool]:
-    """group -> on/off from the ``features`` config section."""
-    return {group: bool(config_features.get(group, True)) for group in FEATURE_GROUPS}
+    """group -> on/off from the ``features`` config section (a group it does
+    not name is on, but for :data:`mirflow.features.OFF_BY_DEFAULT`)."""
+    return {
+        group: bool(config_features.get(group, group not in OFF_BY_DEFAULT))
+        for group in FEATURE_GROUPS
+    }
 
 
 def series_options(config_features: dict[str, Any]) -> tuple[float | None, bool]:
@@ -406,6 +410,7 @@ FEATURE_TOOLS = (
     "soxr",
     "pyloudnorm",
     "pyarrow",
+    "timbral-models",
 )
 
 

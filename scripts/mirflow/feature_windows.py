@@ -18,9 +18,10 @@ its own part is kept, so memory is one window's, whatever the length:
 
 The track's features then come from these joined values by the same code as
 a song's, so they are the whole track's (``tests/unit/test_feature_windows.py``
-holds them to it), with three exceptions, all because the whole track's
+holds them to it), with four exceptions, all because the whole track's
 audio is never held: the key is the windows' key with the most time (its
-strength their mean); chroma uses each window's own tuning estimate; and
+strength their mean); the timbral attributes are the windows' means,
+weighted by their length; chroma uses each window's own tuning estimate; and
 librosa's onset envelope (``onset_strength_*``, the time series' onset
 strength) floors each window 80 dB below that window's loudest frame, not
 the track's. On a 45 s excerpt cut into 12 s windows these move by under 5 %.
@@ -60,6 +61,7 @@ TRACK_NEEDS = {
     "rhythm_detail": ("onset_envelope",),
     "saturation": ("saturation_regions", "true_peaks", "sample_level"),
     "dynamics": ("complexity_energies", "silence_rms"),
+    "timbral": ("timbre",),
 }
 STEM_NEEDS = {
     "loudness": ("k_power",),
@@ -117,6 +119,7 @@ class Joiner:
         self.level = [0.0, 0.0, 0]
         self.segments: dict[int, float] = {}
         self.bands: dict[str, float | None] = {}
+        self.timbre: dict[str, list[tuple[float, int]]] = {}
 
     def add(self, analysis: Analysis, window: Window) -> None:
         """Take ``analysis`` (of ``window.audio``) for the window's own samples."""
@@ -132,6 +135,11 @@ class Joiner:
                 if key["key"] is not None:
                     self.keys[key["key"]] += own.n_samples
                     self.strengths.setdefault(key["key"], []).append(key["key_strength"])
+            elif name == "timbre":
+                for key, value in own.timbre.items():
+                    self.timbre.setdefault(key, [])
+                    if value is not None:
+                        self.timbre[key].append((value, own.n_samples))
             elif name == "sample_level":
                 peak, squares, count = own.sample_level
                 self.level = [max(self.level[0], peak), self.level[1] + squares,
@@ -215,6 +223,13 @@ class Joiner:
                 return {"key": None, "key_strength": None}
             key = self.keys.most_common(1)[0][0]
             return {"key": key, "key_strength": float(np.mean(self.strengths[key]))}
+        if name == "timbre":  # the models' values over windows, weighted by their length
+            joined: dict[str, float | None] = dict.fromkeys(self.timbre)
+            for key, values in self.timbre.items():
+                if values:
+                    scores, lengths = np.array(values).T
+                    joined[key] = float(np.average(scores, weights=lengths))
+            return joined
         if name == "sample_level":
             return tuple(self.level)
         if name == "complexity_energies":

@@ -99,7 +99,11 @@ FEATURE_GROUPS = (
     "rhythm_detail",
     "saturation",
     "dynamics",
+    "timbral",
 )
+#: Groups a config that does not name them leaves off: the timbral models cost
+#: about as much time as the audio is long (mirflow.timbral).
+OFF_BY_DEFAULT = frozenset({"timbral"})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -858,6 +862,12 @@ def _sample_level(frames: Analysis):
     return dynamics.sample_level(frames.audio)
 
 
+def _timbre(frames: Analysis) -> dict[str, float | None]:
+    from mirflow import timbral  # noqa: PLC0415
+
+    return timbral.timbre(frames.audio, frames.sr)
+
+
 def _complexity_energies(frames: Analysis) -> np.ndarray:
     from mirflow import dynamics  # noqa: PLC0415
 
@@ -947,6 +957,8 @@ class Analysis:
     sample_level = _Shared(_sample_level, "own", mono=False)
     #: :func:`mirflow.dynamics.complexity_energies`, whole frames only.
     complexity_energies = _Shared(_complexity_energies, "own")
+    #: :func:`mirflow.timbral.timbre`: the models read the samples themselves.
+    timbre = _Shared(_timbre, "own", mono=False)
 
 
 def describe(
@@ -991,6 +1003,7 @@ def describe(
         "dynamics": lambda: dynamics.dynamics_from(
             frames.complexity_energies, frames.silence_rms, n, frames.sounds, sr
         ),
+        "timbral": lambda: frames.timbre,
     }
     out: dict[str, Any] = {}
     for group in FEATURE_GROUPS:

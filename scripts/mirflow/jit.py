@@ -208,12 +208,13 @@ def adopt_loaded_numba() -> None:
 def warm() -> None:
     """Compile what the workflow compiles: the features stage on a short synthetic
     track and crop, read back from files as the stage reads them (float32, mono and
-    stereo), every feature group on, with time series and stems."""
+    stereo), every default feature group on, with time series and stems. (The
+    timbral models, off by default, compile what they use in their own job.)"""
     import numpy as np  # noqa: PLC0415
     import soundfile as sf  # noqa: PLC0415
 
     from mirflow.audio import load_audio  # noqa: PLC0415
-    from mirflow.feature_records import ANALYSIS_SAMPLE_RATE, FEATURE_GROUPS, stem_features  # noqa: PLC0415
+    from mirflow.feature_records import ANALYSIS_SAMPLE_RATE, stem_features, switches  # noqa: PLC0415
     from mirflow.features import Analysis, describe  # noqa: PLC0415
     from mirflow.time_series import track_curves  # noqa: PLC0415
 
@@ -224,7 +225,7 @@ def warm() -> None:
     tone = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 330 * t) + 0.5 * clicks
     beats = np.column_stack([np.arange(0.25, 4, 0.5), np.tile([1, 2, 3, 4], 4)[:8]])
     onsets = beats[:, 0]
-    enabled = dict.fromkeys(FEATURE_GROUPS, True)
+    enabled = switches({})
     with tempfile.TemporaryDirectory() as tmp:
         for channels in (1, 2):
             path = Path(tmp) / f"warm-{channels}.wav"

@@ -8,8 +8,17 @@ import yaml
 
 from conftest import REPO
 
-# Development and test tools, basic-pitch and beat-this (installed --no-deps, see README).
-NOT_IN_CONDA = {"pytest", "ruff", "snakefmt", "stempeg", "basic-pitch", "beat-this"}
+# Development and test tools; basic-pitch, beat-this and timbral-models
+# (installed --no-deps, see README).
+NOT_IN_CONDA = {
+    "pytest",
+    "ruff",
+    "snakefmt",
+    "stempeg",
+    "basic-pitch",
+    "beat-this",
+    "timbral-models",
+}
 
 
 def constraints() -> dict[str, str]:

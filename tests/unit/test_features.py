@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirflow import features
+from mirflow import features, timbral
 from mirflow.audio import load_audio, to_mono
 
 SR = 44100
@@ -372,6 +372,7 @@ def test_describe_all_groups():
         | set(features.rhythm_detail(x, SR, beats, beats[:, 0]))
         | {"saturation_ratio", "saturation_count", "true_peak_dbtp", "crest_factor_db"}
         | {"dynamic_complexity", "silence_fraction"}
+        | set(timbral.KEYS)
     )
     assert set(out) == expected
     # The shared STFT gives the same numbers as the stand-alone functions.

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import GUITARSET, TRUMPET
+from mirflow.timbral import KEYS as TIMBRAL_KEYS
 from snakemake_runner import job_counts, run_snakemake, snapshot, write_config
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,9 @@ def demo_run(tmp_path_factory):
         # One track per batch: a re-run of one track's pass then touches no
         # other (batch-mates re-run with it: tests/workflow/test_model_passes.py).
         transcription={"batch_size": 1},
+        # The one group off by default, so that every group runs somewhere
+        # through the workflow (about 25 s here).
+        features={"timbral": True},
     )  # fmt: skip
     result = run_snakemake(root, config)
     return {
@@ -88,6 +92,7 @@ def test_track_info_holds_the_documented_keys(demo_run):
         "syncopation",
         "rhythmic_complexity",
         "track_metadata_artist",
+        *TIMBRAL_KEYS,
     ):
         assert key in info, key
     assert info["source"] == "sub dir/guitar.flac" and info["status"] == "ok"
@@ -104,6 +109,7 @@ def test_crops_are_full_length_with_their_beats_and_features(demo_run):
         assert audio.shape == (CROP_LENGTH, 2) and sr == 44100
         assert 0 <= info["position_in_file"] < 1
         assert info["lufs"] is not None and "time_series" in info
+        assert all(0 <= info[key] <= 100 for key in TIMBRAL_KEYS), info
         # The crop's slice of the track's series: one frame per 2048 samples.
         frames = info["time_series"]
         assert {len(curve) for curve in frames.values()} == {CROP_LENGTH // 2048}
