@@ -5,9 +5,9 @@ of its crops, shaped as one record (``track`` fields for the track's .INFO,
 The track is analysed once; its crops are spans of that analysis.
 
 One job takes a batch of tracks (:func:`features_batch`) because its fixed
-cost (a Python process, the imports: essentia's TensorFlow libraries,
-scipy.signal, numba's cached kernels) is about 4.5 s, as much as the
-features of two minutes of audio.
+cost (a Python process, the imports: scipy.signal, numba's cached kernels,
+essentia's TensorFlow libraries) is about 2 s, the features of a minute
+of audio.
 """
 
 from __future__ import annotations
