@@ -1,8 +1,9 @@
 # Features of each track and of its crops, and the track's time series.
 # One features_batch job takes features.batch_size tracks: its fixed cost
 # (scipy.signal, numba's kernels, essentia's TensorFlow libraries: ~2 s) is a
-# fifth of a song's features, so it is paid once per batch, not per track. As with the model passes, only tracks without a current record are
-# batched, and rule features gives each track its own files.
+# third of a song's features, so it is paid once per batch, not per track. As
+# with the model passes, only tracks without a current record are batched, and
+# rule features gives each track its own files.
 
 
 rule features_batch:
