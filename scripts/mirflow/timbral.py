@@ -26,18 +26,18 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: .INFO key -> the package's function (``timbral_<name>``).
-MODELS = {
-    "brightness": "brightness",
-    "roughness": "roughness",
-    "hardness": "hardness",
-    "depth": "depth",
-    "booming": "booming",
-    "reverberation": "reverb",
-    "sharpness": "sharpness",
-    "warmth": "warmth",
-}
-KEYS = tuple(MODELS)
+#: The .INFO keys, each the package's ``timbral_<key>`` (but for reverberation).
+KEYS = (
+    "brightness",
+    "roughness",
+    "hardness",
+    "depth",
+    "booming",
+    "reverberation",
+    "sharpness",
+    "warmth",
+)
+_PACKAGE_NAMES = {"reverberation": "reverb"}
 
 
 class _Over(types.ModuleType):
@@ -84,7 +84,7 @@ def _models() -> dict[str, Any]:
         module.librosa = librosa_view
     for module in (Timbral_Hardness, Timbral_Roughness):
         module.np = numpy_view
-    return {key: getattr(timbral_models, f"timbral_{name}") for key, name in MODELS.items()}
+    return {key: getattr(timbral_models, f"timbral_{_PACKAGE_NAMES.get(key, key)}") for key in KEYS}
 
 
 def timbre(audio: np.ndarray, sr: int) -> dict[str, float | None]:
